@@ -1,0 +1,106 @@
+"""codat-commerce-async: the async-first Python SDK for Codat's Sync for Commerce sync API.
+
+::
+
+    from codat_commerce_async import AsyncSyncClient
+
+    async with AsyncSyncClient(api_key="...") as client:
+        summary = await client.sync.request_sync(company_id)
+
+``SyncClient`` offers the same methods for blocking code.
+"""
+
+from ._blocking import SyncClient
+from ._client import AsyncSyncClient
+from ._config import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_BASE_URL,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    RetryPolicy,
+)
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    APITLSError,
+    AuthenticationError,
+    BadRequestError,
+    CodatError,
+    ConfigurationError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseTooLargeError,
+    ResponseValidationError,
+    RetryBudgetExhaustedError,
+    UnexpectedRedirectError,
+    UnprocessableEntityError,
+)
+from ._models import (
+    CompanySyncStatus,
+    Connection,
+    DataConnectionError,
+    ErrorMessage,
+    ErrorValidation,
+    ErrorValidationItem,
+    SyncDateRange,
+    SyncState,
+    SyncSummary,
+)
+from ._response import APIResponse
+from ._types import NOT_GIVEN, NotGiven
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RESPONSE_SIZE",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "NOT_GIVEN",
+    "APIConnectionError",
+    "APIError",
+    "APIResponse",
+    "APIStatusError",
+    "APITLSError",
+    "APITimeoutError",
+    "AsyncSyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "CodatError",
+    "CompanySyncStatus",
+    "ConfigurationError",
+    "ConflictError",
+    "Connection",
+    "DataConnectionError",
+    "ErrorMessage",
+    "ErrorValidation",
+    "ErrorValidationItem",
+    "InternalServerError",
+    "NotFoundError",
+    "NotGiven",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "RetryBudgetExhaustedError",
+    "RetryPolicy",
+    "SyncClient",
+    "SyncDateRange",
+    "SyncState",
+    "SyncSummary",
+    "UnexpectedRedirectError",
+    "UnprocessableEntityError",
+    "__version__",
+]

@@ -1,0 +1,330 @@
+"""``SyncClient``: the blocking facade.
+
+One long-lived event loop per facade runs in a background thread (an anyio
+blocking portal) and owns one :class:`AsyncSyncClient`; every blocking method
+hands its call to that loop and waits. So connections are pooled across calls,
+any number of threads may call at once, and it works where a loop is already
+running in the caller's thread (a Jupyter cell). Behaviour lives only in the
+async client: the methods here are generated from it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import os
+import ssl
+import threading
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from functools import cached_property
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import anyio
+import httpx
+from anyio.from_thread import BlockingPortal
+
+from ._client import AsyncSyncClient
+from ._config import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    RetryPolicy,
+)
+from ._resources.sync import AsyncSyncResource
+from ._response import APIResponse
+from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
+
+__all__ = ["SyncClient"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, reachable through an anyio portal.
+
+    A daemon thread, because a facade someone forgot to close must not keep the
+    interpreter from exiting.
+    """
+
+    def __init__(self, backend: str) -> None:
+        ready: concurrent.futures.Future[BlockingPortal] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(backend, ready), name="codat-commerce-async-loop", daemon=True
+        )
+        self._thread.start()
+        self.portal = ready.result()
+
+    @staticmethod
+    def _run(backend: str, ready: concurrent.futures.Future[BlockingPortal]) -> None:
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                ready.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        try:
+            anyio.run(serve, backend=backend)
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                raise
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        future: concurrent.futures.Future[T] = self.portal.start_task_soon(
+            functools.partial(fn, *args, **kwargs)
+        )
+        try:
+            result: T = future.result()
+            return result
+        except BaseException:
+            # Ctrl-C (or any interruption) in the caller cancels the work on the loop too.
+            future.cancel()
+            raise
+
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def stop(self) -> None:
+        self.portal.call(self.portal.stop)
+        self._thread.join()
+
+
+class _Blocking:
+    """Base of the blocking wrappers: where calls cross into the loop thread."""
+
+    _loop: _LoopThread
+    _target: Any
+
+
+def blocking_twin(
+    method: Callable[Concatenate[Any, P], Awaitable[T]],
+) -> Callable[Concatenate[_Blocking, P], T]:
+    """The blocking twin of an async method: same signature, same behaviour."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self: _Blocking, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = self._loop.call(getattr(self._target, name), *args, **kwargs)
+        return result
+
+    return wrapper
+
+
+def blocking_raw_twin(
+    method: Callable[Concatenate[Any, P], Awaitable[T]],
+) -> Callable[Concatenate[_Blocking, P], APIResponse[T]]:
+    """The blocking twin of a raw-response method."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self: _Blocking, /, *args: P.args, **kwargs: P.kwargs) -> APIResponse[T]:
+        result: APIResponse[T] = self._loop.call(getattr(self._target, name), *args, **kwargs)
+        return result
+
+    wrapper.__doc__ = f"Like ``{name}``, but return the :class:`APIResponse` with the model."
+    return wrapper
+
+
+class SyncResourceWithRawResponse(_Blocking):
+    """``client.sync.with_raw_response`` of the blocking client."""
+
+    def __init__(self, loop: _LoopThread, target: Any) -> None:
+        self._loop = loop
+        self._target = target
+
+    request_sync = blocking_raw_twin(AsyncSyncResource.request_sync)
+    request_sync_for_date_range = blocking_raw_twin(AsyncSyncResource.request_sync_for_date_range)
+    get_sync_status = blocking_raw_twin(AsyncSyncResource.get_sync_status)
+    get_latest_sync = blocking_raw_twin(AsyncSyncResource.get_latest_sync)
+    get_last_successful_sync = blocking_raw_twin(AsyncSyncResource.get_last_successful_sync)
+    list_syncs = blocking_raw_twin(AsyncSyncResource.list_syncs)
+
+
+class SyncResource(_Blocking):
+    """``client.sync`` of the blocking client: the same methods as the async one."""
+
+    def __init__(self, loop: _LoopThread, target: AsyncSyncResource) -> None:
+        self._loop = loop
+        self._target = target
+
+    @cached_property
+    def with_raw_response(self) -> SyncResourceWithRawResponse:
+        """The same methods, returning an :class:`APIResponse`."""
+        return SyncResourceWithRawResponse(self._loop, self._target.with_raw_response)
+
+    request_sync = blocking_twin(AsyncSyncResource.request_sync)
+    request_sync_for_date_range = blocking_twin(AsyncSyncResource.request_sync_for_date_range)
+    get_sync_status = blocking_twin(AsyncSyncResource.get_sync_status)
+    get_latest_sync = blocking_twin(AsyncSyncResource.get_latest_sync)
+    get_last_successful_sync = blocking_twin(AsyncSyncResource.get_last_successful_sync)
+    list_syncs = blocking_twin(AsyncSyncResource.list_syncs)
+
+
+class SyncClient:
+    """Blocking client for scripts: the same methods and errors as :class:`AsyncSyncClient`.
+
+    ::
+
+        with SyncClient(api_key="...") as client:
+            summary = client.sync.request_sync(company_id)
+
+    It takes the same arguments as :class:`AsyncSyncClient` (see there). Safe to use
+    from many threads at once. Async code should use :class:`AsyncSyncClient`:
+    a blocking call blocks the caller's event loop while it waits.
+    """
+
+    sync: SyncResource
+    """The sync operations."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        auth_header: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        deadline: float | None = DEFAULT_DEADLINE,
+        attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        # Validate in the caller's thread first, so bad settings raise here, before any thread.
+        options: dict[str, Any] = {
+            "api_key": api_key,
+            "auth_header": auth_header,
+            "base_url": base_url,
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "deadline": deadline,
+            "attempt_timeout": attempt_timeout,
+            "max_concurrency": max_concurrency,
+            "max_response_size": max_response_size,
+            "default_headers": default_headers,
+            "http_client": http_client,
+            "transport": transport,
+            "verify": verify,
+            "retry_policy": retry_policy,
+        }
+        self._lock = threading.Lock()
+        self._closed = False
+        self._owner = True
+        self._loop = _LoopThread("asyncio")
+        try:
+            self._async: AsyncSyncClient = self._loop.call(_build_async, options)
+        except BaseException:
+            self._loop.stop()
+            raise
+        self.sync = SyncResource(self._loop, self._async.sync)
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        attempt_timeout: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+    ) -> SyncClient:
+        """A copy with other call settings sharing this client's loop, pool and limits.
+        Only the original's :meth:`close` shuts them down."""
+        copy = object.__new__(SyncClient)
+        copy._lock = self._lock
+        copy._closed = False
+        copy._owner = False
+        copy._loop = self._loop
+        copy._async = self._async.with_options(
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            attempt_timeout=attempt_timeout,
+            retry_policy=retry_policy,
+        )
+        copy.sync = SyncResource(self._loop, copy._async.sync)
+        return copy
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The URL every request goes to."""
+        return self._async.base_url
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt."""
+        return self._async.max_retries
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed or self._async.is_closed
+
+    def close(self) -> None:
+        """Close the connection pool and stop the background loop. Idempotent."""
+        if not self._owner:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            if self._loop.in_loop_thread():
+                raise RuntimeError("SyncClient.close() cannot be called from its own loop")
+            self._closed = True
+            try:
+                self._loop.call(self._async.aclose)
+            finally:
+                self._loop.stop()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"SyncClient(base_url={str(self._async.base_url)!r}, "
+            f"max_retries={self._async.max_retries}, auth=<redacted>)"
+        )
+
+    def __del__(self) -> None:
+        if not getattr(self, "_owner", False) or getattr(self, "_closed", True):
+            return
+        try:
+            warnings.warn(
+                "SyncClient was garbage-collected without being closed; use "
+                "'with SyncClient(...)' or call close()",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+            self._closed = True
+            if not self._loop.in_loop_thread():
+                # Shut down in the background: a finalizer must not block.
+                self._loop.portal.start_task_soon(_shutdown, self._async, self._loop.portal)
+        except Exception:  # noqa: S110 - best effort at GC or interpreter shutdown
+            pass
+
+
+async def _build_async(options: dict[str, Any]) -> AsyncSyncClient:
+    return AsyncSyncClient(**options)
+
+
+async def _shutdown(client: AsyncSyncClient, portal: BlockingPortal) -> None:
+    try:
+        await client.aclose()
+    finally:
+        await portal.stop()

@@ -1,0 +1,482 @@
+"""``AsyncSyncClient``: the engine. It owns (or borrows) the ``httpx.AsyncClient``,
+the limits shared by every call, and the retry loop around each attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import ssl
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import httpx
+import sniffio
+from tenacity import RetryCallState
+
+from . import _protocol
+from ._config import (
+    DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_SIZE,
+    DEFAULT_MAX_RETRIES,
+    USER_AGENT,
+    CallSettings,
+    RetryPolicy,
+    non_negative_int,
+    optional_seconds,
+    positive_int,
+    resolve_auth_header,
+    resolve_base_url,
+    resolve_timeout,
+    resolve_verify,
+    validate_headers,
+)
+from ._exceptions import APIError, APITimeoutError, ConfigurationError, RateLimitError
+from ._logging import logger, setup_from_env
+from ._response import APIResponse
+from ._retry import build_retrying
+from ._send import send_attempt
+from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
+
+if TYPE_CHECKING:
+    from ._resources.sync import AsyncSyncResource
+
+__all__ = ["AsyncSyncClient"]
+
+T = TypeVar("T")
+
+setup_from_env()
+
+
+def _loop_identity() -> object:
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        return asyncio.get_running_loop()
+    if library == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    return library
+
+
+def _pool_size(http: httpx.AsyncClient) -> int | None:
+    """Best effort: the connection limit of an injected client's default transport."""
+    pool = getattr(getattr(http, "_transport", None), "_pool", None)
+    size = getattr(pool, "_max_connections", None)
+    return size if isinstance(size, int) and size > 0 else None
+
+
+class _Core:
+    """What a client shares with its ``with_options`` copies: the connection pool,
+    the in-flight limit, the rate-limit gate, and the clock, sleep and randomness
+    (replaceable in tests)."""
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        owns_http: bool,
+        base_url: httpx.URL,
+        auth_header: str,
+        headers: dict[str, str],
+        max_concurrency: int,
+        max_response_size: int,
+    ) -> None:
+        self.http = http
+        self.owns_http = owns_http
+        self.base_url = base_url
+        self.url_prefix = str(base_url)
+        self.headers = headers
+        self.secrets = _secret_forms(auth_header)
+        self.max_concurrency = max_concurrency
+        self.max_response_size = max_response_size
+        self.limiter = anyio.Semaphore(max_concurrency)
+        self.gate_until = 0.0
+        self.closed = False
+        self.loop: object | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+        self.random = random.Random()
+
+    def check_usable(self) -> None:
+        if self.closed:
+            raise RuntimeError("this AsyncSyncClient is closed; create a new one")
+        loop = _loop_identity()
+        if self.loop is None:
+            self.loop = loop
+        elif loop is not self.loop:
+            raise RuntimeError(
+                "this AsyncSyncClient was first used on another event loop; its connection "
+                "pool belongs to that loop. Create one client per event loop (for example "
+                "inside your app's lifespan), or use the blocking SyncClient."
+            )
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.owns_http:
+            await self.http.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "owns_http", False) and not getattr(self, "closed", True):
+            with contextlib.suppress(Exception):  # at interpreter shutdown warnings may be gone
+                warnings.warn(
+                    "AsyncSyncClient was garbage-collected without being closed; use "
+                    "'async with AsyncSyncClient(...)' or 'await client.aclose()'",
+                    ResourceWarning,
+                    stacklevel=1,
+                    source=self,
+                )
+
+
+def _secret_forms(auth_header: str) -> tuple[str, ...]:
+    """Every form of the credential that must never appear in a message."""
+    forms = {auth_header}
+    scheme, _, token = auth_header.partition(" ")
+    if token:
+        forms.add(token)
+        if scheme.lower() == "basic":
+            import base64
+            import binascii
+
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                forms.add(base64.b64decode(token, validate=True).decode("utf-8"))
+    return tuple(sorted((form for form in forms if len(form) >= 4), key=len, reverse=True))
+
+
+class AsyncSyncClient:
+    """Async client for Codat's Sync for Commerce sync API.
+
+    Use it as an async context manager, one per application (or event loop)::
+
+        async with AsyncSyncClient(api_key="...") as client:
+            summary = await client.sync.request_sync(company_id)
+
+    Args:
+        api_key: your Codat API key; sent as ``Basic <base64(key)>``.
+            Defaults to the ``CODAT_API_KEY`` environment variable.
+        auth_header: a ready-made ``Authorization`` value, sent verbatim
+            (instead of ``api_key``).
+        base_url: defaults to ``CODAT_BASE_URL`` or ``https://api.codat.io``.
+            Must be https, except on loopback hosts.
+        timeout: seconds or an :class:`httpx.Timeout`; ``None`` means no timeout.
+            Default: connect 5 s, read 30 s, write 30 s, pool 10 s.
+        max_retries: retries after the first attempt (default 2).
+        deadline: wall-clock bound on a whole call, retries and waits included
+            (default 120 s; ``None`` for none).
+        attempt_timeout: wall-clock bound on one attempt (default 30 s; ``None`` for none).
+        max_concurrency: requests in flight at once (default 10), never above the pool size.
+        max_response_size: the largest body accepted, raw or decompressed (default 1 MiB).
+        default_headers: extra headers for every request.
+        http_client: an ``httpx.AsyncClient`` you own; the SDK never closes it.
+        transport: an ``httpx.AsyncBaseTransport`` for the client the SDK builds.
+        verify: a CA bundle path or an ``ssl.SSLContext`` (verification is always on).
+        retry_policy: backoff and ``Retry-After`` settings (see :class:`RetryPolicy`).
+    """
+
+    sync: AsyncSyncResource
+    """The sync operations."""
+
+    _core: _Core
+    _settings: CallSettings
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        auth_header: str | None = None,
+        base_url: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        deadline: float | None = DEFAULT_DEADLINE,
+        attempt_timeout: float | None = DEFAULT_ATTEMPT_TIMEOUT,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        auth = resolve_auth_header(api_key, auth_header)
+        url = resolve_base_url(base_url)
+        extra = validate_headers(default_headers)
+        settings = CallSettings(
+            timeout=resolve_timeout(timeout),
+            max_retries=non_negative_int("max_retries", max_retries),
+            deadline=optional_seconds("deadline", deadline),
+            attempt_timeout=optional_seconds("attempt_timeout", attempt_timeout),
+            retry_policy=RetryPolicy(),
+        ).with_overrides(retry_policy=retry_policy if retry_policy is not None else NOT_GIVEN)
+        concurrency = positive_int("max_concurrency", max_concurrency)
+        size_cap = positive_int("max_response_size", max_response_size)
+        if http_client is not None:
+            if transport is not None or verify is not None:
+                raise ConfigurationError(
+                    "transport= and verify= configure the client the SDK builds; "
+                    "with http_client= configure your own client instead"
+                )
+            if not isinstance(http_client, httpx.AsyncClient):
+                raise ConfigurationError("http_client must be an httpx.AsyncClient")
+            pool = _pool_size(http_client)
+            if pool is not None:
+                concurrency = min(concurrency, pool)
+            http, owns = http_client, False
+        else:
+            limits = httpx.Limits(
+                max_connections=concurrency,
+                max_keepalive_connections=concurrency,
+                keepalive_expiry=30.0,
+            )
+            http = httpx.AsyncClient(
+                transport=transport,
+                limits=limits,
+                timeout=settings.timeout,
+                verify=resolve_verify(verify),
+                follow_redirects=False,
+                trust_env=False,
+            )
+            owns = True
+        headers = {
+            "Authorization": auth,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": USER_AGENT,
+            **extra,
+        }
+        self._core = _Core(
+            http=http,
+            owns_http=owns,
+            base_url=url,
+            auth_header=auth,
+            headers=headers,
+            max_concurrency=concurrency,
+            max_response_size=size_cap,
+        )
+        self._settings = settings
+        self._init_resources()
+
+    def _init_resources(self) -> None:
+        from ._resources.sync import AsyncSyncResource
+
+        self.sync = AsyncSyncResource(self)
+
+    # -- configuration -------------------------------------------------------
+
+    def with_options(
+        self,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        attempt_timeout: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+    ) -> AsyncSyncClient:
+        """A copy with other call settings that shares this client's connection pool
+        and limits. Closing either closes the shared pool."""
+        copy = object.__new__(AsyncSyncClient)
+        copy._core = self._core
+        copy._settings = self._settings.with_overrides(
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            attempt_timeout=attempt_timeout,
+            retry_policy=retry_policy,
+        )
+        copy._init_resources()
+        return copy
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The URL every request goes to."""
+        return self._core.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The httpx timeout of each attempt."""
+        return self._settings.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt."""
+        return self._settings.max_retries
+
+    @property
+    def deadline(self) -> float | None:
+        """Wall-clock bound on a whole call, in seconds."""
+        return self._settings.deadline
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at once."""
+        return self._core.max_concurrency
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`aclose` has run."""
+        return self._core.closed
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncSyncClient(base_url={str(self._core.base_url)!r}, "
+            f"max_retries={self._settings.max_retries}, auth=<redacted>)"
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was passed in as ``http_client``).
+        Safe to call more than once."""
+        await self._core.aclose()
+
+    async def __aenter__(self) -> AsyncSyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the call path -------------------------------------------------------
+
+    async def _call(
+        self,
+        op: _protocol.Operation[T],
+        *,
+        idempotency_key: str | None = None,
+        settings: CallSettings | None = None,
+    ) -> APIResponse[T]:
+        """Send ``op`` with retries; return the parsed response or raise a typed error."""
+        core = self._core
+        core.check_usable()
+        call = settings or self._settings
+        key = None if op.idempotent else (idempotency_key or _protocol.new_idempotency_key())
+        headers = core.headers if key is None else {**core.headers, "Idempotency-Key": key}
+        request = httpx.Request(
+            op.method,
+            core.url_prefix + op.path,
+            headers=headers,
+            content=op.body,
+            extensions={"timeout": call.timeout.as_dict()},
+        )
+        clock = core.clock
+        started = clock()
+        deadline = call.deadline
+
+        def remaining() -> float | None:
+            return None if deadline is None else deadline - (clock() - started)
+
+        attempts = 0
+
+        async def attempt() -> APIResponse[T]:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(op, request, key, attempts, call, remaining)
+
+        if call.max_retries == 0:
+            return await attempt()
+        retrying = build_retrying(
+            max_retries=call.max_retries,
+            policy=call.retry_policy,
+            idempotent=op.idempotent,
+            remaining=remaining,
+            rand=core.random,
+            sleep=core.sleep,
+            before_sleep=_log_retry(op, call.max_retries),
+        )
+        result: APIResponse[T] = await retrying(attempt)
+        return result
+
+    async def _attempt(
+        self,
+        op: _protocol.Operation[T],
+        request: httpx.Request,
+        key: str | None,
+        number: int,
+        call: CallSettings,
+        remaining: Callable[[], float | None],
+    ) -> APIResponse[T]:
+        core = self._core
+        gate = core.gate_until - core.clock()
+        if gate > 0:
+            # Another call was told to back off: Codat counts our requests per IP.
+            left = remaining()
+            await core.sleep(gate if left is None else max(0.0, min(gate, left)))
+        left = remaining()
+        limit, phase = call.attempt_timeout, "attempt"
+        if left is not None and (limit is None or left < limit):
+            limit, phase = left, "deadline"
+            if left <= 0:
+                raise APITimeoutError(
+                    f"the call deadline of {call.deadline:g} s passed",
+                    request=request,
+                    idempotency_key=key,
+                    attempts=number - 1,
+                    phase="deadline",
+                    request_sent=number > 1,
+                )
+        try:
+            async with core.limiter:
+                response, body = await send_attempt(
+                    core.http,
+                    request,
+                    max_response_size=core.max_response_size,
+                    time_limit=limit,
+                    limit_phase=phase,
+                    secrets=core.secrets,
+                )
+        except APIError as exc:
+            exc.idempotency_key = key
+            exc.attempts = number
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %s (attempt %d)", op.method, op.path, type(exc).__name__, number
+                )
+            raise
+        status = response.status_code
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %d (attempt %d)", op.method, op.path, status, number)
+        if 200 <= status < 300:
+            parsed = _protocol.parse_success(
+                op.model, response, body, idempotency_key=key, attempts=number
+            )
+            return APIResponse(response, parsed, number, key)
+        error = _protocol.error_for_response(response, body, idempotency_key=key, attempts=number)
+        if (
+            isinstance(error, RateLimitError)
+            and error.retry_after
+            and error.retry_after <= call.retry_policy.max_retry_after
+        ):
+            core.gate_until = max(core.gate_until, core.clock() + error.retry_after)
+        raise error
+
+
+def _log_retry(op: _protocol.Operation[Any], max_retries: int) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        exc = state.outcome.exception() if state.outcome is not None else None
+        logger.info(
+            "%s %s failed (%s) on attempt %d of %d; retrying in %.2f s",
+            op.method,
+            op.path,
+            type(exc).__name__,
+            state.attempt_number,
+            max_retries + 1,
+            state.upcoming_sleep,
+        )
+
+    return before_sleep

@@ -1,0 +1,300 @@
+"""Client settings as small immutable objects, their defaults, and their validation.
+
+Everything here runs before any I/O: a bad key, URL or header is reported at
+construction (or before a call), with a message that never contains the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import platform
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+
+from ._exceptions import ConfigurationError
+from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RESPONSE_SIZE",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "RetryPolicy",
+]
+
+DEFAULT_BASE_URL: Final = "https://api.codat.io"
+#: connect 5 s, read 30 s, write 30 s, waiting for a pooled connection 10 s.
+DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=10.0)
+#: Retries after the first attempt (so 3 attempts in all).
+DEFAULT_MAX_RETRIES: Final = 2
+#: Wall-clock bound on one attempt: a server dripping bytes defeats per-read timeouts.
+DEFAULT_ATTEMPT_TIMEOUT: Final = 30.0
+#: Wall-clock bound on a whole call: every attempt and every wait between them.
+DEFAULT_DEADLINE: Final = 120.0
+#: Requests in flight per client; Codat allows 10 concurrent requests per company.
+DEFAULT_MAX_CONCURRENCY: Final = 10
+#: Largest response body accepted, raw and decompressed alike (1 MiB).
+DEFAULT_MAX_RESPONSE_SIZE: Final = 1024 * 1024
+
+ENV_API_KEY: Final = "CODAT_API_KEY"
+ENV_BASE_URL: Final = "CODAT_BASE_URL"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait between attempts.
+
+    Attributes:
+        backoff_base: the first backoff ceiling in seconds; it doubles per retry.
+        backoff_cap: the largest backoff ceiling; waits are drawn from ``U(0, ceiling)``
+            ("full jitter").
+        max_retry_after: the longest ``Retry-After`` honoured; a longer one (or one past
+            the call's deadline) raises :class:`RateLimitError` at once.
+        retry_after_jitter: the extra random wait added to a ``Retry-After``, as a
+            fraction of it (at most 1 s), so clients released together do not stampede.
+    """
+
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    max_retry_after: float = 60.0
+    retry_after_jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("backoff_base", "backoff_cap", "max_retry_after", "retry_after_jitter"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0 or value != value:
+                raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0")
+
+
+USER_AGENT: Final = (
+    f"codat-commerce-async/{__version__} "
+    f"Python/{platform.python_version()} httpx/{httpx.__version__}"
+)
+
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+# Header names we set ourselves; letting a caller override them would break the contract.
+_RESERVED_HEADERS: Final = frozenset(
+    {"authorization", "idempotency-key", "content-length", "host", "transfer-encoding"}
+)
+_TOKEN_CHARS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _has_control_chars(value: str) -> bool:
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+
+
+def _is_visible_ascii(value: str) -> bool:
+    return all(0x20 <= ord(ch) < 0x7F for ch in value)
+
+
+def resolve_auth_header(api_key: str | None, auth_header: str | None) -> str:
+    """The ``Authorization`` value, from a raw key, a ready-made header or ``CODAT_API_KEY``.
+
+    The raw key is sent as ``Basic <base64(key)>``; a ready-made header verbatim.
+    Messages name the problem, never the value.
+    """
+    if api_key is not None and auth_header is not None:
+        raise ConfigurationError("pass either api_key or auth_header, not both")
+    if auth_header is not None:
+        if not isinstance(auth_header, str):
+            raise ConfigurationError("auth_header must be a string")
+        value = auth_header.strip()
+        if not value:
+            raise ConfigurationError("auth_header is empty")
+        if _has_control_chars(value) or not _is_visible_ascii(value):
+            raise ConfigurationError(
+                "auth_header contains control or non-ASCII characters (value not shown)"
+            )
+        return value
+    source = "api_key"
+    if api_key is None:
+        api_key = os.environ.get(ENV_API_KEY)
+        source = ENV_API_KEY
+    if api_key is None:
+        raise ConfigurationError(
+            f"no Codat credentials: pass api_key=... or auth_header=..., "
+            f"or set the {ENV_API_KEY} environment variable"
+        )
+    if not isinstance(api_key, str):
+        raise ConfigurationError("api_key must be a string")
+    key = api_key.strip()  # keys pasted from files or env vars often end in a newline
+    if not key:
+        raise ConfigurationError(f"{source} is empty")
+    if _has_control_chars(key):
+        raise ConfigurationError(f"{source} contains control characters (value not shown)")
+    encoded = base64.b64encode(key.encode("utf-8")).decode("ascii")
+    return f"Basic {encoded}"
+
+
+def resolve_base_url(base_url: str | None) -> httpx.URL:
+    """Validate ``base_url`` (argument, then ``CODAT_BASE_URL``, then the default).
+
+    It must be ``https``, except on loopback hosts (for the fake server and tests);
+    it may not carry credentials, a query or a fragment.
+    """
+    raw = base_url if base_url is not None else os.environ.get(ENV_BASE_URL, DEFAULT_BASE_URL)
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigurationError("base_url must be a non-empty string")
+    if _has_control_chars(raw):
+        raise ConfigurationError("base_url contains control characters")
+    try:
+        url = httpx.URL(raw.strip())
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ConfigurationError(f"base_url is not a valid URL: {exc}") from None
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ConfigurationError("base_url must be an absolute http(s) URL")
+    if url.userinfo:
+        raise ConfigurationError("base_url must not contain credentials (user:password@)")
+    if url.query or url.fragment:
+        raise ConfigurationError("base_url must not contain a query or fragment")
+    if url.scheme == "http" and not is_loopback_host(url.host):
+        raise ConfigurationError(
+            "base_url must use https (plain http is allowed only for loopback hosts)"
+        )
+    return url.copy_with(raw_path=url.raw_path.rstrip(b"/"))
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
+    name = host.strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Check extra headers: token names, no CR/LF/NUL, not one of ours."""
+    if headers is None:
+        return {}
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN_CHARS:
+            raise ConfigurationError(f"invalid header name {name!r}")
+        if name.lower() in _RESERVED_HEADERS:
+            raise ConfigurationError(f"header {name!r} is set by the SDK and cannot be overridden")
+        if not isinstance(value, str):
+            raise ConfigurationError(f"header {name!r} must have a string value")
+        if _has_control_chars(value) or not _is_visible_ascii(value):
+            raise ConfigurationError(f"header {name!r} contains control or non-ASCII characters")
+        clean[name] = value
+    return clean
+
+
+def resolve_timeout(timeout: TimeoutTypes | NotGiven) -> httpx.Timeout:
+    """An :class:`httpx.Timeout` from seconds, a Timeout, ``None`` (no timeout) or the default."""
+    if isinstance(timeout, NotGiven):
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is None:
+        return httpx.Timeout(None)
+    return httpx.Timeout(_positive("timeout", timeout))
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds")
+    return float(value)
+
+
+def optional_seconds(name: str, value: float | None) -> float | None:
+    """Validate a bound in seconds that may be ``None`` (no bound)."""
+    return None if value is None else _positive(name, value)
+
+
+def non_negative_int(name: str, value: int) -> int:
+    """Validate a count such as ``max_retries``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{name} must be an integer >= 0")
+    return value
+
+
+def positive_int(name: str, value: int) -> int:
+    """Validate a size such as ``max_concurrency``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1")
+    return value
+
+
+def resolve_verify(verify: ssl.SSLContext | str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
+    """TLS verification is always on: None uses the system trust store, a path a CA
+    bundle, an :class:`ssl.SSLContext` is used as given."""
+    if verify is None:
+        return True
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if isinstance(verify, (str, os.PathLike)):
+        try:
+            return ssl.create_default_context(cafile=os.fspath(verify))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load the CA bundle: {exc}") from None
+    raise ConfigurationError(
+        "verify must be an ssl.SSLContext, a CA bundle path, or None "
+        "(TLS verification cannot be turned off)"
+    )
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """The per-call knobs, resolved: client defaults with any overrides applied."""
+
+    timeout: httpx.Timeout
+    max_retries: int
+    deadline: float | None
+    attempt_timeout: float | None
+    retry_policy: RetryPolicy
+
+    def with_overrides(
+        self,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        attempt_timeout: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+    ) -> CallSettings:
+        """A copy with the given fields replaced and validated."""
+        if (
+            isinstance(timeout, NotGiven)
+            and isinstance(max_retries, NotGiven)
+            and isinstance(deadline, NotGiven)
+            and isinstance(attempt_timeout, NotGiven)
+            and isinstance(retry_policy, NotGiven)
+        ):
+            return self
+        return CallSettings(
+            timeout=self.timeout if isinstance(timeout, NotGiven) else resolve_timeout(timeout),
+            max_retries=self.max_retries
+            if isinstance(max_retries, NotGiven)
+            else non_negative_int("max_retries", max_retries),
+            deadline=self.deadline
+            if isinstance(deadline, NotGiven)
+            else optional_seconds("deadline", deadline),
+            attempt_timeout=self.attempt_timeout
+            if isinstance(attempt_timeout, NotGiven)
+            else optional_seconds("attempt_timeout", attempt_timeout),
+            retry_policy=self.retry_policy
+            if isinstance(retry_policy, NotGiven)
+            else _check_policy(retry_policy),
+        )
+
+
+def _check_policy(policy: object) -> RetryPolicy:
+    if not isinstance(policy, RetryPolicy):
+        raise ConfigurationError("retry_policy must be a RetryPolicy")
+    return policy

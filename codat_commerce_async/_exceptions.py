@@ -1,0 +1,430 @@
+"""Every error the SDK raises, in one tree.
+
+```
+CodatError
+├── ConfigurationError            bad client settings (also a ValueError)
+└── APIError                      something went wrong talking to Codat
+    ├── APIConnectionError        no usable HTTP response
+    │   ├── APITimeoutError       a timeout, the per-attempt bound or the call deadline
+    │   └── APITLSError           TLS handshake or certificate failure (never retried)
+    ├── APIStatusError            Codat answered with an error status
+    │   ├── UnexpectedRedirectError   3xx (redirects are never followed)
+    │   ├── BadRequestError           400
+    │   ├── AuthenticationError       401
+    │   ├── PaymentRequiredError      402
+    │   ├── PermissionDeniedError     403
+    │   ├── NotFoundError             404
+    │   ├── ConflictError             409
+    │   ├── UnprocessableEntityError  422
+    │   ├── RateLimitError            429
+    │   └── InternalServerError       >= 500
+    ├── ResponseValidationError   a success body that is not what the spec promises
+    ├── ResponseTooLargeError     a body above ``max_response_size`` (raw or decoded)
+    └── RetryBudgetExhaustedError the client-wide retry budget is empty
+```
+
+Every :class:`APIError` carries the ``idempotency_key`` sent with the call (when
+there was one) and the number of ``attempts`` made, so a caller can retry safely
+with the same key or check the sync's status.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from ._models.errors import ErrorMessage
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITLSError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CodatError",
+    "ConfigurationError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "RetryBudgetExhaustedError",
+    "UnexpectedRedirectError",
+    "UnprocessableEntityError",
+]
+
+
+class CodatError(Exception):
+    """The root of every error raised by this SDK."""
+
+
+class ConfigurationError(CodatError, ValueError):
+    """The client's settings are missing or invalid (raised at construction)."""
+
+
+class APIError(CodatError):
+    """A call to Codat failed.
+
+    Attributes:
+        message: what went wrong, without any credential.
+        request: the last request sent (``None`` if nothing was built).
+        idempotency_key: the ``Idempotency-Key`` sent with every attempt of the call.
+        attempts: how many attempts were made before giving up.
+    """
+
+    message: str
+    request: httpx.Request | None
+    idempotency_key: str | None
+    attempts: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request | None = None,
+        idempotency_key: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request = request
+        self.idempotency_key = idempotency_key
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        extra = [f"attempts={self.attempts}"]
+        if self.idempotency_key is not None:
+            extra.append(f"idempotency_key={self.idempotency_key}")
+        return f"{self.message} ({', '.join(extra)})"
+
+
+class APIConnectionError(APIError):
+    """No usable response arrived: connection refused, reset, or a broken response.
+
+    ``request_sent`` is False when the failure happened before the request could
+    have reached Codat (connection refused, DNS), so it certainly had no effect.
+    """
+
+    request_sent: bool
+
+    def __init__(
+        self,
+        message: str = "Connection error",
+        *,
+        request: httpx.Request | None = None,
+        idempotency_key: str | None = None,
+        attempts: int = 1,
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(
+            message, request=request, idempotency_key=idempotency_key, attempts=attempts
+        )
+        self.request_sent = request_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """A timeout: connect, read, write, pool, the per-attempt bound or the call deadline.
+
+    ``phase`` says which: ``"connect"``, ``"read"``, ``"write"``, ``"pool"``,
+    ``"attempt"`` or ``"deadline"``.
+    """
+
+    phase: str
+
+    def __init__(
+        self,
+        message: str = "Request timed out",
+        *,
+        request: httpx.Request | None = None,
+        idempotency_key: str | None = None,
+        attempts: int = 1,
+        phase: str = "read",
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(
+            message,
+            request=request,
+            idempotency_key=idempotency_key,
+            attempts=attempts,
+            request_sent=request_sent,
+        )
+        self.phase = phase
+
+
+class APITLSError(APIConnectionError):
+    """The TLS handshake failed (bad or untrusted certificate). Never retried."""
+
+
+class ResponseTooLargeError(APIError):
+    """The response body exceeded ``max_response_size`` (raw or decompressed)."""
+
+
+class RetryBudgetExhaustedError(APIError):
+    """The client-wide retry budget is empty, so a failed call was not retried.
+
+    The budget refills as calls succeed; ``__cause__`` is the last failure.
+    """
+
+
+class ResponseValidationError(APIError):
+    """Codat answered with success, but the body is not the documented shape.
+
+    The request did take effect: ``body`` keeps the raw bytes and ``response``
+    the HTTP response, so nothing the caller asked for is lost.
+    """
+
+    response: httpx.Response
+    body: bytes
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        body: bytes,
+        idempotency_key: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message,
+            request=response.request,
+            idempotency_key=idempotency_key,
+            attempts=attempts,
+        )
+        self.response = response
+        self.body = body
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status of the response."""
+        return self.response.status_code
+
+
+class APIStatusError(APIError):
+    """Codat answered with a non-success status.
+
+    Attributes:
+        status_code: the HTTP status.
+        response: the :class:`httpx.Response` (its body already read).
+        body: the raw response body.
+        error: Codat's parsed ``ErrorMessage``, or ``None`` when the body was not one.
+        correlation_id: Codat's ``correlationId``, to quote to Codat support.
+    """
+
+    status_code: int
+    response: httpx.Response
+    body: bytes
+    error: ErrorMessage | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        body: bytes = b"",
+        error: ErrorMessage | None = None,
+        idempotency_key: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message,
+            request=response.request,
+            idempotency_key=idempotency_key,
+            attempts=attempts,
+        )
+        self.response = response
+        self.status_code = response.status_code
+        self.body = body
+        self.error = error
+
+    @property
+    def correlation_id(self) -> str | None:
+        """Codat's ``correlationId`` for this error, if it sent one."""
+        return self.error.correlation_id if self.error is not None else None
+
+    @property
+    def can_be_retried(self) -> bool | None:
+        """Codat's ``canBeRetried`` hint: True, False, or None when unknown."""
+        raw = self.error.can_be_retried if self.error is not None else None
+        if raw is None:
+            return None
+        value = raw.strip().lower()
+        if value == "true":
+            return True
+        if value == "false":
+            return False
+        return None
+
+    def __str__(self) -> str:
+        extra = [f"status={self.status_code}"]
+        if self.correlation_id:
+            extra.append(f"correlation_id={self.correlation_id}")
+        extra.append(f"attempts={self.attempts}")
+        if self.idempotency_key is not None:
+            extra.append(f"idempotency_key={self.idempotency_key}")
+        return f"{self.message} ({', '.join(extra)})"
+
+
+class UnexpectedRedirectError(APIStatusError):
+    """Codat answered with a redirect. Redirects are never followed, so the
+    ``Authorization`` header is never sent anywhere but ``base_url``."""
+
+
+class BadRequestError(APIStatusError):
+    """400: Codat rejected the request (see ``error.validation``)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or wrong."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: an account limit was reached (for example the free plan's)."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not access this resource."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the company (or sync) does not exist."""
+
+
+class ConflictError(APIStatusError):
+    """409: a request with the same idempotency key is still running at Codat."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the idempotency key was already used with a different request."""
+
+
+class RateLimitError(APIStatusError):
+    """429: rate limited. ``retry_after`` is Codat's ``Retry-After`` in seconds, if known."""
+
+    retry_after: float | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        body: bytes = b"",
+        error: ErrorMessage | None = None,
+        idempotency_key: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message,
+            response=response,
+            body=body,
+            error=error,
+            idempotency_key=idempotency_key,
+            attempts=attempts,
+        )
+        self.retry_after = parse_retry_after(response.headers.get("retry-after"))
+
+
+class InternalServerError(APIStatusError):
+    """5xx: a server-side failure at Codat (or a gateway in front of it)."""
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status: the one status -> class map."""
+    if status_code >= 500:
+        return InternalServerError
+    if 300 <= status_code < 400:
+        return UnexpectedRedirectError
+    return _STATUS_CLASSES.get(status_code, APIStatusError)
+
+
+# Above this a Retry-After is nonsense (about 11.5 days); it also keeps float() sane.
+_RETRY_AFTER_CEILING = 1_000_000.0
+
+
+def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> float | None:
+    """Parse a ``Retry-After`` header into seconds (>= 0), or None if absent or invalid.
+
+    Accepts delta-seconds (integer or decimal) and HTTP-dates. Garbage, NaN,
+    infinities and negative numbers give None; a date in the past gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or len(text) > 64:
+        return None
+    if text[0].isdigit() or text[0] in "+-.":
+        try:
+            seconds = float(text)
+        except ValueError:
+            return None
+        if seconds != seconds or seconds < 0 or seconds > _RETRY_AFTER_CEILING:
+            return None
+        return seconds
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    current = now or _dt.datetime.now(_dt.timezone.utc)
+    try:
+        delta = (when - current).total_seconds()
+    except OverflowError:
+        return None
+    if delta > _RETRY_AFTER_CEILING:
+        return None
+    return max(0.0, delta)
+
+
+def _status_message(status_code: int, response: httpx.Response, error: Any) -> str:
+    reason = response.reason_phrase or "error"
+    detail = getattr(error, "error", None) if error is not None else None
+    text = f"Codat answered {status_code} {reason}"
+    if 300 <= status_code < 400:
+        location = response.headers.get("location")
+        text += " (redirects are never followed"
+        text += f"; Location: {location[:200]})" if location else ")"
+    if detail:
+        text += f": {str(detail)[:500]}"
+    return text
+
+
+def make_status_error(
+    response: httpx.Response,
+    body: bytes,
+    error: ErrorMessage | None,
+    *,
+    idempotency_key: str | None,
+    attempts: int,
+) -> APIStatusError:
+    """Build the right :class:`APIStatusError` subclass for an error response."""
+    cls = status_error_class(response.status_code)
+    return cls(
+        _status_message(response.status_code, response, error),
+        response=response,
+        body=body,
+        error=error,
+        idempotency_key=idempotency_key,
+        attempts=attempts,
+    )

@@ -1,0 +1,1 @@
+"""The operations, grouped as Codat groups them."""

@@ -1,0 +1,172 @@
+"""When to retry and how long to wait: pure decisions, wired together by tenacity.
+
+The three decisions are plain functions of their inputs (the outcome, the attempt
+number, the clock's remaining budget and a random source), so they are tested
+table by table without HTTP or sleeping:
+
+- :func:`is_retryable` classifies an outcome;
+- :func:`compute_wait` picks the wait (``Retry-After`` or full-jitter backoff);
+- :func:`should_stop` gives up when attempts, the ``Retry-After`` cap or the
+  call's deadline say so.
+
+Why POSTs are retried at all: every attempt of one call carries the same
+``Idempotency-Key``, and Codat answers a repeated key with the first response
+(or 409 while the first is still running), so a retry cannot start a second sync.
+Why a 500 is not: Codat caches and replays it for that key, so a retry cannot help.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState
+
+from ._config import RetryPolicy
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    APITLSError,
+    RateLimitError,
+    parse_retry_after,
+)
+
+__all__ = ["build_retrying", "compute_wait", "is_retryable", "should_stop"]
+
+#: Statuses worth another attempt with the same key.
+RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
+
+
+def is_retryable(exc: BaseException | None, *, attempt: int, idempotent: bool) -> bool:
+    """Whether a failed attempt should be tried again (if attempts and time allow).
+
+    ``attempt`` is the number of the attempt that failed (1 for the first);
+    ``idempotent`` is True for GETs, which may also retry a 500.
+    Cancellation and anything that is not an :class:`APIError` is never retried.
+    """
+    if not isinstance(exc, APIError):
+        return False
+    if isinstance(exc, APIStatusError):
+        if exc.can_be_retried is False:
+            return False
+        status = exc.status_code
+        if status in RETRYABLE_STATUSES:
+            return True
+        if status == 409:
+            # On a retry, 409 means our own first attempt is still running at Codat.
+            return attempt > 1 and not idempotent
+        if status == 500:
+            return idempotent
+        return False
+    if isinstance(exc, APITLSError):
+        return False
+    if isinstance(exc, APITimeoutError) and exc.phase == "deadline":
+        return False
+    if isinstance(exc, APIConnectionError):
+        return getattr(exc, "_retryable", True)
+    return False
+
+
+def backoff_ceiling(attempt: int, policy: RetryPolicy) -> float:
+    """The upper bound of the wait after failed attempt ``attempt`` (exponential, capped)."""
+    exponent = min(attempt - 1, 32)  # beyond this the cap has long been reached
+    return min(policy.backoff_cap, policy.backoff_base * (2.0**exponent))
+
+
+def compute_wait(
+    exc: BaseException | None, *, attempt: int, policy: RetryPolicy, rand: random.Random
+) -> float:
+    """Seconds to wait before the next attempt.
+
+    With a ``Retry-After`` (429, or 503 if present) the wait is that value plus a
+    small jitter; a value above the cap is returned as is, so :func:`should_stop`
+    can refuse it. Otherwise: full jitter, ``U(0, min(cap, base * 2**(attempt-1)))``.
+    """
+    retry_after = _retry_after(exc)
+    if retry_after is not None:
+        if retry_after > policy.max_retry_after:
+            return retry_after
+        jitter = min(1.0, retry_after * policy.retry_after_jitter)
+        return retry_after + (rand.uniform(0.0, jitter) if jitter > 0 else 0.0)
+    return rand.uniform(0.0, backoff_ceiling(attempt, policy))
+
+
+def should_stop(
+    exc: BaseException | None,
+    *,
+    attempt: int,
+    max_retries: int,
+    wait: float,
+    remaining: float | None,
+    policy: RetryPolicy,
+) -> bool:
+    """Whether to give up instead of waiting ``wait`` seconds and trying again.
+
+    ``remaining`` is what is left of the call's deadline (None: no deadline).
+    """
+    if attempt > max_retries:
+        return True
+    retry_after = _retry_after(exc)
+    if retry_after is not None and retry_after > policy.max_retry_after:
+        return True
+    return remaining is not None and wait >= remaining
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    if isinstance(exc, RateLimitError):
+        return exc.retry_after
+    if isinstance(exc, APIStatusError) and exc.status_code == 503:
+        return parse_retry_after(exc.response.headers.get("retry-after"))
+    return None
+
+
+def build_retrying(
+    *,
+    max_retries: int,
+    policy: RetryPolicy,
+    idempotent: bool,
+    remaining: Callable[[], float | None],
+    rand: random.Random,
+    sleep: Callable[[float], Awaitable[None]],
+    before_sleep: Callable[[RetryCallState], Any] | None = None,
+) -> AsyncRetrying:
+    """A tenacity controller that applies the three decisions above.
+
+    ``remaining`` reports what is left of the call's deadline; errors are re-raised
+    as they are (``reraise=True``), never wrapped in ``tenacity.RetryError``.
+    """
+
+    def retry(state: RetryCallState) -> bool:
+        outcome = state.outcome
+        if outcome is None or not outcome.failed:
+            return False
+        return is_retryable(
+            outcome.exception(), attempt=state.attempt_number, idempotent=idempotent
+        )
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return compute_wait(exc, attempt=state.attempt_number, policy=policy, rand=rand)
+
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        return should_stop(
+            exc,
+            attempt=state.attempt_number,
+            max_retries=max_retries,
+            wait=state.upcoming_sleep,
+            remaining=remaining(),
+            policy=policy,
+        )
+
+    return AsyncRetrying(
+        retry=retry,
+        wait=wait,
+        stop=stop,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )

@@ -1,0 +1,210 @@
+"""One attempt: send, read the body within bounds, and translate lower-layer errors.
+
+This is the only place that touches the transport. It guarantees that:
+- nothing but our own exception types leaves it (cancellation aside);
+- a body above the size cap, raw or decompressed, is refused without buffering it,
+  and its connection is closed rather than returned to the pool;
+- no lower-layer message that contains a credential is passed on.
+"""
+
+from __future__ import annotations
+
+import ssl
+import zlib
+from collections.abc import Sequence
+
+import anyio
+import httpx
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    APITLSError,
+    ResponseTooLargeError,
+)
+
+__all__ = ["read_body", "send_attempt", "translate_transport_error"]
+
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+async def send_attempt(
+    http: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    max_response_size: int,
+    time_limit: float | None,
+    limit_phase: str,
+    secrets: Sequence[str],
+) -> tuple[httpx.Response, bytes]:
+    """Send ``request`` once and return the response with its (decoded) body.
+
+    ``time_limit`` bounds the whole attempt in wall-clock seconds; ``limit_phase``
+    names the bound (``"attempt"`` or ``"deadline"``) in the timeout error.
+    """
+    try:
+        with anyio.fail_after(time_limit):
+            response = await http.send(request, stream=True, follow_redirects=False)
+            try:
+                body = await read_body(response, max_response_size)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise APITimeoutError(
+            f"the {'call deadline' if limit_phase == 'deadline' else 'attempt time limit'} "
+            f"of {time_limit:g} s passed before Codat answered",
+            request=request,
+            phase=limit_phase,
+        ) from None
+    except APIError:
+        raise
+    except Exception as exc:
+        raise translate_transport_error(exc, request, secrets) from _safe_cause(exc, secrets)
+    response._content = body  # so response.content / .json() work for raw access
+    return response, body
+
+
+async def read_body(response: httpx.Response, limit: int) -> bytes:
+    """Read and decode the body, refusing more than ``limit`` bytes raw or decoded.
+
+    Decompression is done here, chunk by chunk with a bounded output, because
+    httpx inflates each network chunk in full (a 200 KB gzip bomb becomes 200 MiB).
+    Only one content coding is accepted.
+    """
+    if response.is_stream_consumed:
+        # Built in memory (httpx.MockTransport and friends): httpx has already decoded it.
+        content = response.content
+        if len(content) > limit:
+            raise _too_large(response, limit, "decoded")
+        return content
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(response, limit, "declared")
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    decoder = None
+    if coding and coding != "identity":
+        wbits = _ENCODINGS.get(coding)
+        if wbits is None:
+            raise APIConnectionError(
+                f"Codat's response uses an unsupported content encoding {coding[:40]!r}",
+                request=response.request,
+            )
+        decoder = zlib.decompressobj(wbits=wbits)
+    raw_total = 0
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        raw_total += len(chunk)
+        if raw_total > limit:
+            raise _too_large(response, limit, "raw")
+        if decoder is not None:
+            try:
+                chunk = decoder.decompress(chunk, limit - size + 1)
+            except zlib.error as exc:
+                raise APIConnectionError(
+                    f"Codat's {coding} response could not be decoded: {exc}",
+                    request=response.request,
+                ) from None
+            if decoder.unconsumed_tail:
+                raise _too_large(response, limit, "decoded")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(response, limit, "decoded")
+        parts.append(chunk)
+    if decoder is not None:
+        tail = decoder.flush()
+        size += len(tail)
+        if size > limit:
+            raise _too_large(response, limit, "decoded")
+        parts.append(tail)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _too_large(response: httpx.Response, limit: int, which: str) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"Codat's response body is larger than max_response_size={limit} bytes ({which})",
+        request=response.request,
+    )
+
+
+def _mentions_secret(text: str, secrets: Sequence[str]) -> bool:
+    return any(secret and secret in text for secret in secrets)
+
+
+def _safe_cause(exc: BaseException, secrets: Sequence[str]) -> BaseException | None:
+    """The lower-layer exception to chain, or None if any message in its chain has a secret."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _mentions_secret(str(current), secrets) or _mentions_secret(repr(current.args), secrets):
+            return None
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | ssl.CertificateError):
+            return True
+        current = current.__cause__ or current.__context__
+    text = str(exc)
+    return "CERTIFICATE_VERIFY_FAILED" in text or "SSL:" in text
+
+
+def translate_transport_error(
+    exc: Exception, request: httpx.Request, secrets: Sequence[str]
+) -> APIConnectionError:
+    """Map an exception from the transport to ours, most specific first."""
+    detail = str(exc) or type(exc).__name__
+    if _mentions_secret(detail, secrets):
+        detail = f"{type(exc).__name__} (message withheld: it contained a credential)"
+    if isinstance(exc, httpx.TimeoutException):
+        phase = {
+            httpx.ConnectTimeout: "connect",
+            httpx.ReadTimeout: "read",
+            httpx.WriteTimeout: "write",
+            httpx.PoolTimeout: "pool",
+        }.get(type(exc), "read")
+        return APITimeoutError(
+            f"{phase} timeout talking to Codat: {detail}",
+            request=request,
+            phase=phase,
+            request_sent=phase not in ("connect", "pool"),
+        )
+    if isinstance(exc, httpx.ConnectError):
+        if _is_tls_failure(exc):
+            return APITLSError(
+                f"TLS failure talking to Codat: {detail}", request=request, request_sent=False
+            )
+        return APIConnectionError(
+            f"could not connect to Codat: {detail}", request=request, request_sent=False
+        )
+    if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
+        error = APIConnectionError(
+            f"the request could not be sent: {detail}", request=request, request_sent=False
+        )
+        error._retryable = False  # type: ignore[attr-defined]
+        return error
+    if isinstance(exc, httpx.TransportError):
+        return APIConnectionError(
+            f"the connection to Codat failed: {detail}", request=request, request_sent=True
+        )
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return APITLSError(
+            f"TLS failure talking to Codat: {detail}", request=request, request_sent=False
+        )
+    if isinstance(exc, OSError):
+        return APIConnectionError(
+            f"the connection to Codat failed: {detail}", request=request, request_sent=True
+        )
+    # Anything else comes from a custom transport or an in-process app: not ours to retry.
+    error = APIConnectionError(
+        f"the transport failed: {type(exc).__name__}: {detail}", request=request
+    )
+    error._retryable = False  # type: ignore[attr-defined]
+    return error
