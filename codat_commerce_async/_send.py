@@ -9,9 +9,12 @@ This is the only place that touches the transport. It guarantees that:
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import ssl
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import httpx
@@ -43,9 +46,11 @@ async def send_attempt(
     ``time_limit`` bounds the whole attempt in wall-clock seconds; ``limit_phase``
     names the bound (``"attempt"`` or ``"deadline"``) in the timeout error.
     """
+    started = time.perf_counter()
     try:
         with anyio.fail_after(time_limit):
-            response = await http.send(request, stream=True, follow_redirects=False)
+            # auth=None: an injected client's own auth must never replace ours.
+            response = await http.send(request, stream=True, follow_redirects=False, auth=None)
             try:
                 body = await read_body(response, max_response_size)
             finally:
@@ -62,6 +67,8 @@ async def send_attempt(
     except Exception as exc:
         raise translate_transport_error(exc, request, secrets) from _safe_cause(exc, secrets)
     response._content = body  # so response.content / .json() work for raw access
+    if not hasattr(response, "_elapsed"):  # in-memory transports never set it
+        response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
     return response, body
 
 
@@ -94,24 +101,29 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     raw_total = 0
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
-        raw_total += len(chunk)
-        if raw_total > limit:
-            raise _too_large(response, limit, "raw")
-        if decoder is not None:
-            try:
-                chunk = decoder.decompress(chunk, limit - size + 1)
-            except zlib.error as exc:
-                raise APIConnectionError(
-                    f"Codat's {coding} response could not be decoded: {exc}",
-                    request=response.request,
-                ) from None
-            if decoder.unconsumed_tail:
+    chunks = response.aiter_raw()
+    try:
+        async for chunk in chunks:
+            raw_total += len(chunk)
+            if raw_total > limit:
+                raise _too_large(response, limit, "raw")
+            if decoder is not None:
+                try:
+                    chunk = decoder.decompress(chunk, limit - size + 1)
+                except zlib.error as exc:
+                    raise APIConnectionError(
+                        f"Codat's {coding} response could not be decoded: {exc}",
+                        request=response.request,
+                    ) from None
+                if decoder.unconsumed_tail:
+                    raise _too_large(response, limit, "decoded")
+            size += len(chunk)
+            if size > limit:
                 raise _too_large(response, limit, "decoded")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(response, limit, "decoded")
-        parts.append(chunk)
+            parts.append(chunk)
+    except APIError:
+        await _abandon(response, chunks)
+        raise
     if decoder is not None:
         tail = decoder.flush()
         size += len(tail)
@@ -119,6 +131,19 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
             raise _too_large(response, limit, "decoded")
         parts.append(tail)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _abandon(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+    """Stop reading a body half-way without leaving httpx's generators suspended.
+
+    Closing the response first closes the connection (it is not reused), so the
+    next step of each nested generator ends at once; leaving them suspended would
+    make trio warn about async generators collected before being exhausted.
+    """
+    await response.aclose()
+    with contextlib.suppress(Exception):
+        async for _ in chunks:
+            pass
 
 
 def _too_large(response: httpx.Response, limit: int, which: str) -> ResponseTooLargeError:

@@ -1,0 +1,125 @@
+"""Shared fixtures: a scripted in-memory Codat, a fake clock, and the canary key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from codat_commerce_async import AsyncSyncClient
+
+#: Used everywhere instead of a real key; the suite checks it never leaks.
+CANARY_KEY = "canary-key-7f3c9a1e5b2d"
+COMPANY = "8a210b68-6988-11ed-a1eb-0242ac120002"
+BASE_URL = "https://api.codat.io"
+
+SUMMARY = {
+    "syncDateRangeUtc": {"start": "2024-06-01T00:00:00Z", "finish": "2024-06-30T00:00:00Z"},
+    "companyId": COMPANY,
+    "commerceSyncId": "8d0a044e-b683-4fc9-bd0d-bfb2ca5731b7",
+    "syncStatusCode": 1000,
+    "syncStatus": "Started",
+    "errorMessage": None,
+    "syncExceptionMessage": None,
+    "syncUtc": "2024-06-30T00:00:00Z",
+    "dataConnections": [],
+    "dataPushed": False,
+}
+
+
+def error_body(status: int, message: str = "boom", **extra: Any) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "service": "PublicApi",
+        "error": message,
+        "correlationId": f"corr-{status}",
+        "canBeRetried": "Unknown",
+        **extra,
+    }
+
+
+Reply = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+
+
+@dataclass
+class ScriptedCodat:
+    """An httpx transport handler that answers from a script, then with the default."""
+
+    script: list[Reply] = field(default_factory=list)
+    default: Callable[[httpx.Request], httpx.Response] = lambda request: httpx.Response(
+        200, json=SUMMARY
+    )
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        reply: Reply = self.script.pop(0) if self.script else self.default
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(reply, httpx.Response):
+            return reply
+        return reply(request)
+
+    def then(self, *replies: Reply) -> ScriptedCodat:
+        self.script.extend(replies)
+        return self
+
+    @property
+    def keys(self) -> list[str | None]:
+        return [r.headers.get("idempotency-key") for r in self.requests]
+
+    def body(self, index: int = -1) -> Any:
+        return json.loads(self.requests[index].content)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the SDK sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def install_clock(client: AsyncSyncClient, clock: FakeClock | None = None) -> FakeClock:
+    clock = clock or FakeClock()
+    client._core.clock = clock
+    client._core.sleep = clock.sleep
+    client._core.random.seed(1234)
+    return clock
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every anyio test in this suite runs on asyncio and on trio."""
+    return str(request.param)
+
+
+@pytest.fixture
+def codat() -> ScriptedCodat:
+    return ScriptedCodat()
+
+
+@pytest.fixture
+async def client(codat: ScriptedCodat) -> AsyncIterator[AsyncSyncClient]:
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, base_url=BASE_URL, transport=httpx.MockTransport(codat)
+    ) as c:
+        install_clock(c)
+        yield c
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CODAT_API_KEY", "CODAT_BASE_URL", "CODAT_LOG"):
+        monkeypatch.delenv(name, raising=False)
