@@ -22,6 +22,7 @@ from ._config import (
     DEFAULT_TIMEOUT,
     RetryPolicy,
 )
+from ._events import CallEvent
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -77,6 +78,7 @@ __all__ = [
     "AsyncSyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "CallEvent",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",

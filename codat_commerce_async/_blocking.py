@@ -16,7 +16,7 @@ import os
 import ssl
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -34,6 +34,7 @@ from ._config import (
     DEFAULT_MAX_RETRIES,
     RetryPolicy,
 )
+from ._events import EventHook
 from ._resources.sync import AsyncSyncResource
 from ._response import APIResponse
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
@@ -173,7 +174,8 @@ class SyncClient:
         with SyncClient(api_key="...") as client:
             summary = client.sync.request_sync(company_id)
 
-    It takes the same arguments as :class:`AsyncSyncClient` (see there). Safe to use
+    It takes the same arguments as :class:`AsyncSyncClient` (see there; event hooks
+    run on the facade's background thread). Safe to use
     from many threads at once. Async code should use :class:`AsyncSyncClient`:
     a blocking call blocks the caller's event loop while it waits.
     """
@@ -198,6 +200,7 @@ class SyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
+        event_hooks: Sequence[EventHook] | None = None,
     ) -> None:
         # Validate in the caller's thread first, so bad settings raise here, before any thread.
         options: dict[str, Any] = {
@@ -215,6 +218,7 @@ class SyncClient:
             "transport": transport,
             "verify": verify,
             "retry_policy": retry_policy,
+            "event_hooks": event_hooks,
         }
         self._lock = threading.Lock()
         self._closed = False

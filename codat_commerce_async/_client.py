@@ -11,7 +11,7 @@ import random
 import ssl
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,6 +39,7 @@ from ._config import (
     resolve_verify,
     validate_headers,
 )
+from ._events import CallEvent, EventHook, EventKind, validate_hooks
 from ._exceptions import APIError, APITimeoutError, ConfigurationError, RateLimitError
 from ._logging import logger, setup_from_env
 from ._response import APIResponse
@@ -89,8 +90,10 @@ class _Core:
         headers: dict[str, str],
         max_concurrency: int,
         max_response_size: int,
+        hooks: tuple[EventHook, ...] = (),
     ) -> None:
         self.http = http
+        self.hooks = hooks
         self.owns_http = owns_http
         self.base_url = base_url
         self.url_prefix = str(base_url)
@@ -105,6 +108,10 @@ class _Core:
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep
         self.random = random.Random()
+
+    def emit(self, event: CallEvent) -> None:
+        for hook in self.hooks:
+            hook(event)
 
     def check_usable(self) -> None:
         if self.closed:
@@ -181,6 +188,7 @@ class AsyncSyncClient:
         transport: an ``httpx.AsyncBaseTransport`` for the client the SDK builds.
         verify: a CA bundle path or an ``ssl.SSLContext`` (verification is always on).
         retry_policy: backoff and ``Retry-After`` settings (see :class:`RetryPolicy`).
+        event_hooks: callables that receive a :class:`CallEvent` at each step of a call.
     """
 
     sync: AsyncSyncResource
@@ -206,8 +214,10 @@ class AsyncSyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
+        event_hooks: Sequence[EventHook] | None = None,
     ) -> None:
         auth = resolve_auth_header(api_key, auth_header)
+        hooks = validate_hooks(event_hooks)
         url = resolve_base_url(base_url)
         extra = validate_headers(default_headers)
         settings = CallSettings(
@@ -262,6 +272,7 @@ class AsyncSyncClient:
             headers=headers,
             max_concurrency=concurrency,
             max_response_size=size_cap,
+            hooks=hooks,
         )
         self._settings = settings
         self._init_resources()
@@ -384,8 +395,28 @@ class AsyncSyncClient:
         async def attempt() -> APIResponse[T]:
             nonlocal attempts
             attempts += 1
-            return await self._attempt(op, request, key, attempts, call, remaining)
+            return await self._attempt(op, request, key, attempts, call, remaining, started)
 
+        if not core.hooks:
+            return await self._run_attempts(op, call, attempt, remaining, key, started)
+        try:
+            result = await self._run_attempts(op, call, attempt, remaining, key, started)
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            core.emit(self._event("call_finished", op, key, attempts, started, status, exc))
+            raise
+        core.emit(self._event("call_finished", op, key, attempts, started, result.status_code))
+        return result
+
+    async def _run_attempts(
+        self,
+        op: _protocol.Operation[T],
+        call: CallSettings,
+        attempt: Callable[[], Awaitable[APIResponse[T]]],
+        remaining: Callable[[], float | None],
+        key: str | None,
+        started: float,
+    ) -> APIResponse[T]:
         if call.max_retries == 0:
             return await attempt()
         retrying = build_retrying(
@@ -393,12 +424,77 @@ class AsyncSyncClient:
             policy=call.retry_policy,
             idempotent=op.idempotent,
             remaining=remaining,
-            rand=core.random,
-            sleep=core.sleep,
-            before_sleep=_log_retry(op, call.max_retries),
+            rand=self._core.random,
+            sleep=self._core.sleep,
+            before_sleep=self._before_sleep(op, call.max_retries, key, started),
         )
         result: APIResponse[T] = await retrying(attempt)
         return result
+
+    def _event(
+        self,
+        kind: EventKind,
+        op: _protocol.Operation[Any],
+        key: str | None,
+        attempt: int,
+        started: float,
+        status_code: int | None = None,
+        error: BaseException | None = None,
+        wait: float | None = None,
+    ) -> CallEvent:
+        return CallEvent(
+            kind=kind,
+            method=op.method,
+            path=op.path,
+            company_id=op.company_id,
+            attempt=attempt,
+            idempotency_key=key,
+            status_code=status_code,
+            error=error,
+            wait=wait,
+            elapsed=self._core.clock() - started,
+        )
+
+    def _before_sleep(
+        self, op: _protocol.Operation[Any], max_retries: int, key: str | None, started: float
+    ) -> Callable[[RetryCallState], None]:
+        core = self._core
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if core.hooks:
+                status = getattr(exc, "status_code", None)
+                core.emit(
+                    self._event(
+                        "retry_scheduled",
+                        op,
+                        key,
+                        state.attempt_number,
+                        started,
+                        status,
+                        exc,
+                        state.upcoming_sleep,
+                    )
+                )
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "%s %s failed (%s) on attempt %d of %d; retrying in %.2f s",
+                    op.method,
+                    op.path,
+                    type(exc).__name__,
+                    state.attempt_number,
+                    max_retries + 1,
+                    state.upcoming_sleep,
+                    extra={
+                        "codat_method": op.method,
+                        "codat_path": op.path,
+                        "codat_attempt": state.attempt_number,
+                        "codat_error": type(exc).__name__,
+                        "codat_wait": state.upcoming_sleep,
+                    },
+                )
+
+        return before_sleep
 
     async def _attempt(
         self,
@@ -408,6 +504,7 @@ class AsyncSyncClient:
         number: int,
         call: CallSettings,
         remaining: Callable[[], float | None],
+        started: float,
     ) -> APIResponse[T]:
         core = self._core
         gate = core.gate_until - core.clock()
@@ -428,6 +525,8 @@ class AsyncSyncClient:
                     phase="deadline",
                     request_sent=number > 1,
                 )
+        if core.hooks:
+            core.emit(self._event("request_sent", op, key, number, started))
         try:
             async with core.limiter:
                 response, body = await send_attempt(
@@ -442,13 +541,13 @@ class AsyncSyncClient:
             exc.idempotency_key = key
             exc.attempts = number
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %s (attempt %d)", op.method, op.path, type(exc).__name__, number
-                )
+                _log_attempt(op, type(exc).__name__, number)
             raise
         status = response.status_code
+        if core.hooks:
+            core.emit(self._event("response_received", op, key, number, started, status))
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %d (attempt %d)", op.method, op.path, status, number)
+            _log_attempt(op, status, number)
         if 200 <= status < 300:
             parsed = _protocol.parse_success(
                 op.model, response, body, idempotency_key=key, attempts=number
@@ -464,19 +563,17 @@ class AsyncSyncClient:
         raise error
 
 
-def _log_retry(op: _protocol.Operation[Any], max_retries: int) -> Callable[[RetryCallState], None]:
-    def before_sleep(state: RetryCallState) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        exc = state.outcome.exception() if state.outcome is not None else None
-        logger.info(
-            "%s %s failed (%s) on attempt %d of %d; retrying in %.2f s",
-            op.method,
-            op.path,
-            type(exc).__name__,
-            state.attempt_number,
-            max_retries + 1,
-            state.upcoming_sleep,
-        )
-
-    return before_sleep
+def _log_attempt(op: _protocol.Operation[Any], outcome: int | str, attempt: int) -> None:
+    logger.debug(
+        "%s %s -> %s (attempt %d)",
+        op.method,
+        op.path,
+        outcome,
+        attempt,
+        extra={
+            "codat_method": op.method,
+            "codat_path": op.path,
+            "codat_outcome": outcome,
+            "codat_attempt": attempt,
+        },
+    )

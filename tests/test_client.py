@@ -636,3 +636,55 @@ def test_client_is_bound_to_its_first_event_loop(codat: ScriptedCodat) -> None:
         asyncio.run(client.sync.request_sync(COMPANY))
     client._core.loop = None
     asyncio.run(client.aclose())
+
+
+# -- event hooks -------------------------------------------------------------
+
+
+async def test_event_hooks_fire_in_order_without_secrets(codat: ScriptedCodat) -> None:
+    from codat_commerce_async import CallEvent
+
+    events: list[CallEvent] = []
+    codat.then(resp(503), resp(200))
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), event_hooks=[events.append]
+    ) as client:
+        install_clock(client)
+        await client.sync.request_sync(COMPANY)
+    kinds = [e.kind for e in events]
+    assert kinds == [
+        "request_sent",
+        "response_received",
+        "retry_scheduled",
+        "request_sent",
+        "response_received",
+        "call_finished",
+    ]
+    assert [e.attempt for e in events] == [1, 1, 1, 2, 2, 2]
+    assert events[2].status_code == 503 and events[2].wait is not None
+    assert events[-1].status_code == 200 and events[-1].error is None
+    assert {e.idempotency_key for e in events} == {codat.keys[0]}
+    assert all(e.company_id == COMPANY and e.method == "POST" for e in events)
+    encoded = base64.b64encode(CANARY_KEY.encode()).decode()
+    assert all(CANARY_KEY not in repr(e) and encoded not in repr(e) for e in events)
+
+
+async def test_call_finished_carries_the_final_error(codat: ScriptedCodat) -> None:
+    from codat_commerce_async import CallEvent
+
+    events: list[CallEvent] = []
+    codat.then(resp(404))
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), event_hooks=[events.append]
+    ) as client:
+        with pytest.raises(NotFoundError):
+            await client.sync.request_sync(COMPANY)
+    assert events[-1].kind == "call_finished" and events[-1].status_code == 404
+    assert isinstance(events[-1].error, NotFoundError)
+
+
+def test_event_hooks_must_be_callable() -> None:
+    from codat_commerce_async import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        AsyncSyncClient(api_key=CANARY_KEY, event_hooks=["nope"])  # type: ignore[list-item]

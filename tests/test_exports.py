@@ -12,6 +12,7 @@ EXPECTED = {
     "AsyncSyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "CallEvent",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",
