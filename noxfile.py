@@ -21,7 +21,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff."""
     session.install("ruff")
-    session.run("ruff", "check", "codat_commerce_async", "tests", "examples", "benchmarks")
+    session.run("ruff", "check", ".")
 
 
 @nox.session
