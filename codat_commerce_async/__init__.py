@@ -57,6 +57,7 @@ from ._models import (
     SyncSummary,
 )
 from ._response import APIResponse
+from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
@@ -96,6 +97,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "RetryBudget",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
     "SyncClient",

@@ -59,6 +59,7 @@ class _LoopThread:
         )
         self._thread.start()
         self.portal = ready.result()
+        self._pid = os.getpid()
 
     @staticmethod
     def _run(backend: str, ready: concurrent.futures.Future[BlockingPortal]) -> None:
@@ -76,6 +77,12 @@ class _LoopThread:
                 raise
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        if self._pid != os.getpid():
+            # The loop thread was not copied by fork(): waiting on it would hang forever.
+            raise RuntimeError(
+                "this SyncClient was created before os.fork(); create a new SyncClient "
+                "in the child process"
+            )
         future: concurrent.futures.Future[T] = self.portal.start_task_soon(
             functools.partial(fn, *args, **kwargs)
         )

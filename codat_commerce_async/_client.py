@@ -40,10 +40,16 @@ from ._config import (
     validate_headers,
 )
 from ._events import CallEvent, EventHook, EventKind, validate_hooks
-from ._exceptions import APIError, APITimeoutError, ConfigurationError, RateLimitError
+from ._exceptions import (
+    APIError,
+    APITimeoutError,
+    ConfigurationError,
+    RateLimitError,
+    RetryBudgetExhaustedError,
+)
 from ._logging import logger, setup_from_env
 from ._response import APIResponse
-from ._retry import build_retrying
+from ._retry import RetryAccount, RetryBudget, build_retrying
 from ._send import send_attempt
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
@@ -91,9 +97,14 @@ class _Core:
         max_concurrency: int,
         max_response_size: int,
         hooks: tuple[EventHook, ...] = (),
+        retry_budget: RetryBudget | None = None,
+        rebuild: Callable[[], httpx.AsyncClient] | None = None,
     ) -> None:
         self.http = http
         self.hooks = hooks
+        self.retry_budget = retry_budget
+        self.rebuild = rebuild
+        self.pid = os.getpid()
         self.owns_http = owns_http
         self.base_url = base_url
         self.url_prefix = str(base_url)
@@ -116,6 +127,8 @@ class _Core:
     def check_usable(self) -> None:
         if self.closed:
             raise RuntimeError("this AsyncSyncClient is closed; create a new one")
+        if self.pid != os.getpid():
+            self._after_fork()
         loop = _loop_identity()
         if self.loop is None:
             self.loop = loop
@@ -125,6 +138,22 @@ class _Core:
                 "pool belongs to that loop. Create one client per event loop (for example "
                 "inside your app's lifespan), or use the blocking SyncClient."
             )
+
+    def _after_fork(self) -> None:
+        """In a forked child, never touch the parent's sockets: start a fresh pool
+        (when the pool is ours) or refuse (when it was passed in)."""
+        if self.rebuild is None:
+            raise RuntimeError(
+                "this AsyncSyncClient was created in another process (before os.fork()) "
+                "with your own http_client; create the client (and its http_client) in "
+                "the child process"
+            )
+        # The parent's pool is abandoned, not closed: closing would end its connections.
+        self.http = self.rebuild()
+        self.limiter = anyio.Semaphore(self.max_concurrency)
+        self.gate_until = 0.0
+        self.loop = None
+        self.pid = os.getpid()
 
     async def aclose(self) -> None:
         if self.closed:
@@ -189,6 +218,8 @@ class AsyncSyncClient:
         verify: a CA bundle path or an ``ssl.SSLContext`` (verification is always on).
         retry_policy: backoff and ``Retry-After`` settings (see :class:`RetryPolicy`).
         event_hooks: callables that receive a :class:`CallEvent` at each step of a call.
+        retry_budget: the client-wide :class:`RetryBudget` (default: 500 tokens, 5 per
+            retry); ``None`` turns it off.
     """
 
     sync: AsyncSyncResource
@@ -215,6 +246,7 @@ class AsyncSyncClient:
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
+        retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
     ) -> None:
         auth = resolve_auth_header(api_key, auth_header)
         hooks = validate_hooks(event_hooks)
@@ -240,22 +272,10 @@ class AsyncSyncClient:
             pool = _pool_size(http_client)
             if pool is not None:
                 concurrency = min(concurrency, pool)
-            http, owns = http_client, False
+            http, rebuild = http_client, None
         else:
-            limits = httpx.Limits(
-                max_connections=concurrency,
-                max_keepalive_connections=concurrency,
-                keepalive_expiry=30.0,
-            )
-            http = httpx.AsyncClient(
-                transport=transport,
-                limits=limits,
-                timeout=settings.timeout,
-                verify=resolve_verify(verify),
-                follow_redirects=False,
-                trust_env=False,
-            )
-            owns = True
+            rebuild = _client_factory(transport, concurrency, settings.timeout, verify)
+            http = rebuild()
         headers = {
             "Authorization": auth,
             "Accept": "application/json",
@@ -266,13 +286,15 @@ class AsyncSyncClient:
         }
         self._core = _Core(
             http=http,
-            owns_http=owns,
+            owns_http=rebuild is not None,
             base_url=url,
             auth_header=auth,
             headers=headers,
             max_concurrency=concurrency,
             max_response_size=size_cap,
             hooks=hooks,
+            retry_budget=_check_budget(retry_budget),
+            rebuild=rebuild,
         )
         self._settings = settings
         self._init_resources()
@@ -417,8 +439,13 @@ class AsyncSyncClient:
         key: str | None,
         started: float,
     ) -> APIResponse[T]:
+        budget = self._core.retry_budget
         if call.max_retries == 0:
-            return await attempt()
+            result = await attempt()
+            if budget is not None:
+                budget.release(0)
+            return result
+        account = RetryAccount()
         retrying = build_retrying(
             max_retries=call.max_retries,
             policy=call.retry_policy,
@@ -427,8 +454,23 @@ class AsyncSyncClient:
             rand=self._core.random,
             sleep=self._core.sleep,
             before_sleep=self._before_sleep(op, call.max_retries, key, started),
+            budget=budget,
+            account=account,
         )
-        result: APIResponse[T] = await retrying(attempt)
+        try:
+            result = await retrying(attempt)
+        except APIError as exc:
+            if account.refused:
+                raise RetryBudgetExhaustedError(
+                    "the client's retry budget is empty, so this call was not retried "
+                    f"(last error: {type(exc).__name__}: {exc.message})",
+                    request=exc.request,
+                    idempotency_key=exc.idempotency_key,
+                    attempts=exc.attempts,
+                ) from exc
+            raise
+        if budget is not None:
+            budget.release(account.paid)
         return result
 
     def _event(
@@ -577,3 +619,39 @@ def _log_attempt(op: _protocol.Operation[Any], outcome: int | str, attempt: int)
             "codat_attempt": attempt,
         },
     )
+
+
+def _check_budget(budget: RetryBudget | NotGiven | None) -> RetryBudget | None:
+    if isinstance(budget, NotGiven):
+        return RetryBudget()
+    if budget is not None and not isinstance(budget, RetryBudget):
+        raise ConfigurationError("retry_budget must be a RetryBudget or None")
+    return budget
+
+
+def _client_factory(
+    transport: httpx.AsyncBaseTransport | None,
+    concurrency: int,
+    timeout: httpx.Timeout,
+    verify: ssl.SSLContext | str | os.PathLike[str] | None,
+) -> Callable[[], httpx.AsyncClient]:
+    """How the SDK builds its own pool (again after a fork): sized to the in-flight
+    cap so requests never queue inside httpcore (encode/httpcore#1093)."""
+    tls = resolve_verify(verify)
+    limits = httpx.Limits(
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        keepalive_expiry=30.0,
+    )
+
+    def build() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=transport,
+            limits=limits,
+            timeout=timeout,
+            verify=tls,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    return build

@@ -34,7 +34,14 @@ from ._exceptions import (
     parse_retry_after,
 )
 
-__all__ = ["build_retrying", "compute_wait", "is_retryable", "should_stop"]
+__all__ = [
+    "RetryAccount",
+    "RetryBudget",
+    "build_retrying",
+    "compute_wait",
+    "is_retryable",
+    "should_stop",
+]
 
 #: Statuses worth another attempt with the same key.
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
@@ -132,10 +139,14 @@ def build_retrying(
     rand: random.Random,
     sleep: Callable[[float], Awaitable[None]],
     before_sleep: Callable[[RetryCallState], Any] | None = None,
+    budget: RetryBudget | None = None,
+    account: RetryAccount | None = None,
 ) -> AsyncRetrying:
     """A tenacity controller that applies the three decisions above.
 
-    ``remaining`` reports what is left of the call's deadline; errors are re-raised
+    ``remaining`` reports what is left of the call's deadline; ``budget`` (shared by
+    the client) pays for each retry, and ``account`` records what this call took.
+    Errors are re-raised
     as they are (``reraise=True``), never wrapped in ``tenacity.RetryError``.
     """
 
@@ -153,14 +164,25 @@ def build_retrying(
 
     def stop(state: RetryCallState) -> bool:
         exc = state.outcome.exception() if state.outcome is not None else None
-        return should_stop(
+        if should_stop(
             exc,
             attempt=state.attempt_number,
             max_retries=max_retries,
             wait=state.upcoming_sleep,
             remaining=remaining(),
             policy=policy,
-        )
+        ):
+            return True
+        if budget is None:
+            return False
+        cost = budget.cost_of(exc)
+        if budget.try_acquire(cost):
+            if account is not None:
+                account.paid += cost
+            return False
+        if account is not None:
+            account.refused = True
+        return True
 
     return AsyncRetrying(
         retry=retry,
@@ -170,3 +192,74 @@ def build_retrying(
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+class RetryBudget:
+    """A client-wide token bucket that limits retries, so an outage does not turn
+    into a retry storm across thousands of calls (in the style of botocore's quota).
+
+    Each retry takes ``retry_cost`` tokens (``timeout_cost`` after a timeout or a
+    broken connection, which cost Codat the most); each successful call gives back
+    what its retries took, or ``success_refund`` if it needed none. When a retry
+    cannot be paid for, the call fails at once with
+    :class:`~codat_commerce_async.RetryBudgetExhaustedError`.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 500,
+        *,
+        retry_cost: int = 5,
+        timeout_cost: int = 10,
+        success_refund: int = 1,
+    ) -> None:
+        for name, value in (
+            ("capacity", capacity),
+            ("retry_cost", retry_cost),
+            ("timeout_cost", timeout_cost),
+            ("success_refund", success_refund),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                from ._exceptions import ConfigurationError
+
+                raise ConfigurationError(f"RetryBudget {name} must be an integer >= 0")
+        self.capacity = capacity
+        self.retry_cost = retry_cost
+        self.timeout_cost = timeout_cost
+        self.success_refund = success_refund
+        self._tokens = capacity
+
+    @property
+    def available(self) -> int:
+        """Tokens left."""
+        return self._tokens
+
+    def cost_of(self, exc: BaseException | None) -> int:
+        """What a retry after ``exc`` costs."""
+        if isinstance(exc, APIConnectionError):
+            return self.timeout_cost
+        return self.retry_cost
+
+    def try_acquire(self, cost: int) -> bool:
+        """Take ``cost`` tokens if there are enough."""
+        if cost > self._tokens:
+            return False
+        self._tokens -= cost
+        return True
+
+    def release(self, paid: int) -> None:
+        """A call succeeded after retries that took ``paid`` tokens (0 if none)."""
+        self._tokens = min(self.capacity, self._tokens + (paid or self.success_refund))
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(available={self._tokens}, capacity={self.capacity})"
+
+
+class RetryAccount:
+    """What one call's retries took from the budget, and whether it was refused."""
+
+    __slots__ = ("paid", "refused")
+
+    def __init__(self) -> None:
+        self.paid = 0
+        self.refused = False

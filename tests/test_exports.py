@@ -38,6 +38,7 @@ EXPECTED = {
     "RateLimitError",
     "ResponseTooLargeError",
     "ResponseValidationError",
+    "RetryBudget",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
     "SyncClient",

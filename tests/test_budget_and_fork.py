@@ -1,0 +1,141 @@
+"""The client-wide retry budget, and safety after os.fork()."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import warnings
+
+import httpx
+import pytest
+
+from codat_commerce_async import (
+    AsyncSyncClient,
+    ConfigurationError,
+    InternalServerError,
+    RetryBudget,
+    RetryBudgetExhaustedError,
+    SyncClient,
+)
+
+from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, install_clock
+
+
+def test_budget_arithmetic() -> None:
+    budget = RetryBudget(20, retry_cost=5, timeout_cost=10, success_refund=1)
+    assert budget.try_acquire(10) and budget.available == 10
+    assert budget.try_acquire(10) and budget.available == 0
+    assert not budget.try_acquire(5) and budget.available == 0
+    budget.release(0)
+    assert budget.available == 1
+    budget.release(10)
+    assert budget.available == 11
+    budget.release(100)
+    assert budget.available == 20  # never above capacity
+
+
+def test_budget_costs() -> None:
+    from codat_commerce_async import APIConnectionError, APITimeoutError
+
+    budget = RetryBudget()
+    assert budget.cost_of(APITimeoutError()) == 10
+    assert budget.cost_of(APIConnectionError()) == 10
+    assert budget.cost_of(None) == 5
+    with pytest.raises(ConfigurationError):
+        RetryBudget(-1)
+
+
+@pytest.mark.anyio
+async def test_empty_budget_fails_fast_with_a_clear_error(codat: ScriptedCodat) -> None:
+    codat.default = lambda request: httpx.Response(503, json=error_body(503))
+    budget = RetryBudget(10, retry_cost=5)
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat),
+                               retry_budget=budget) as client:
+        install_clock(client)
+        with pytest.raises(InternalServerError) as first:
+            await client.sync.request_sync(COMPANY)
+        assert first.value.attempts == 3 and budget.available == 0
+        with pytest.raises(RetryBudgetExhaustedError) as second:
+            await client.sync.request_sync(COMPANY)
+        assert second.value.attempts == 1
+        assert isinstance(second.value.__cause__, InternalServerError)
+        assert second.value.idempotency_key == codat.keys[-1]
+        assert "retry budget" in str(second.value)
+        assert len(codat.requests) == 4
+        codat.default = lambda request: httpx.Response(200, json=SUMMARY)
+        await client.sync.request_sync(COMPANY)
+        assert budget.available == 1  # a success refills
+
+
+@pytest.mark.anyio
+async def test_budget_can_be_turned_off(codat: ScriptedCodat) -> None:
+    codat.default = lambda request: httpx.Response(503, json=error_body(503))
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat),
+                               retry_budget=None, max_retries=5) as client:
+        install_clock(client)
+        for _ in range(3):
+            with pytest.raises(InternalServerError):
+                await client.sync.request_sync(COMPANY)
+    assert len(codat.requests) == 18
+
+
+def _in_child(fn) -> int:  # type: ignore[no-untyped-def]
+    """Run fn() in a forked child; return its exit code."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_owned_pool_is_rebuilt_in_a_forked_child() -> None:
+    codat = ScriptedCodat()
+    client = AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat))
+    asyncio.run(client.sync.request_sync(COMPANY))
+    parent_http = client._core.http
+
+    def child() -> int:
+        asyncio.run(client.sync.request_sync(COMPANY))  # a fresh loop and a fresh pool
+        return 0 if client._core.http is not parent_http else 3
+
+    assert _in_child(child) == 0
+    assert client._core.http is parent_http and not parent_http.is_closed
+    client._core.loop = None
+    asyncio.run(client.aclose())
+
+
+def test_borrowed_pool_refuses_in_a_forked_child() -> None:
+    codat = ScriptedCodat()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(codat))
+    client = AsyncSyncClient(api_key=CANARY_KEY, http_client=http)
+
+    def child() -> int:
+        try:
+            asyncio.run(client.sync.request_sync(COMPANY))
+        except RuntimeError as exc:
+            return 0 if "os.fork()" in str(exc) else 4
+        return 5
+
+    assert _in_child(child) == 0
+    asyncio.run(http.aclose())
+
+
+def test_blocking_facade_refuses_in_a_forked_child() -> None:
+    codat = ScriptedCodat()
+    with SyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
+
+        def child() -> int:
+            try:
+                client.sync.request_sync(COMPANY)
+            except RuntimeError as exc:
+                return 0 if "os.fork()" in str(exc) else 4
+            return 5
+
+        assert _in_child(child) == 0
+        assert client.sync.request_sync(COMPANY).company_id == COMPANY
