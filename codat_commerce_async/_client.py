@@ -49,7 +49,7 @@ from ._exceptions import (
 )
 from ._logging import logger, setup_from_env
 from ._response import APIResponse
-from ._retry import RetryAccount, RetryBudget, build_retrying
+from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable
 from ._send import send_attempt
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
@@ -440,11 +440,30 @@ class AsyncSyncClient:
         started: float,
     ) -> APIResponse[T]:
         budget = self._core.retry_budget
-        if call.max_retries == 0:
+        # Most calls succeed first time: run attempt 1 directly and build the tenacity
+        # controller only when a retry may be needed (it costs tens of microseconds).
+        try:
             result = await attempt()
+        except APIError as exc:
+            if call.max_retries == 0 or not is_retryable(
+                exc, attempt=1, idempotent=op.idempotent
+            ):
+                raise
+            first_failure: APIError | None = exc
+        else:
             if budget is not None:
                 budget.release(0)
             return result
+
+        async def replay_then_attempt() -> APIResponse[T]:
+            # tenacity sees the first failure as its attempt 1, so every decision
+            # (wait, stop, budget) is made by the same code as for later attempts.
+            nonlocal first_failure
+            if first_failure is not None:
+                failure, first_failure = first_failure, None
+                raise failure
+            return await attempt()
+
         account = RetryAccount()
         retrying = build_retrying(
             max_retries=call.max_retries,
@@ -458,7 +477,7 @@ class AsyncSyncClient:
             account=account,
         )
         try:
-            result = await retrying(attempt)
+            result = await retrying(replay_then_attempt)
         except APIError as exc:
             if account.refused:
                 raise RetryBudgetExhaustedError(
