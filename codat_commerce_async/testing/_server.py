@@ -1,0 +1,250 @@
+"""Serve a :class:`FakeCodat` over a real socket with uvicorn (an optional dependency)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from ._app import FakeCodat, Receive, Scope, Send
+from ._faults import ConnectionDropped, Fault
+
+if TYPE_CHECKING:
+    import uvicorn
+    from typing_extensions import Self
+
+__all__ = ["FakeCodatServer", "run_server"]
+
+_Registry = dict[tuple[str, int], asyncio.Transport]
+
+
+def _require_uvicorn() -> None:
+    try:
+        import uvicorn  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            "serving the fake Codat over a socket needs uvicorn: "
+            "pip install 'codat-commerce-async[fake-server]'"
+        ) from exc
+
+
+def _protocol_class(registry: _Registry) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, remembering each connection's transport by client address.
+
+    ASGI gives an app no way to close its connection without answering, so the app wrapper
+    looks the transport up here to abort it.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class _TrackingProtocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if self.client is not None:
+                registry[(self.client[0], self.client[1])] = transport
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.client is not None:
+                key = (self.client[0], self.client[1])
+                if registry.get(key) is self.transport:
+                    del registry[key]
+            super().connection_lost(exc)
+
+    return _TrackingProtocol
+
+
+class _SocketApp:
+    """Turns :class:`ConnectionDropped` into a connection closed with no response bytes."""
+
+    def __init__(self, fake: FakeCodat, registry: _Registry) -> None:
+        self._fake = fake
+        self._registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._fake(scope, receive, send)
+        except ConnectionDropped:
+            client = scope.get("client")
+            transport = self._registry.get((client[0], client[1])) if client else None
+            if transport is None:
+                raise
+            transport.abort()
+            # Wait until uvicorn has noticed, or it would log an error and try to send a 500.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+
+def _config(
+    fake: FakeCodat, host: str, port: int, log_level: str | None, *, quiet: bool
+) -> uvicorn.Config:
+    _require_uvicorn()
+    import uvicorn
+
+    registry: _Registry = {}
+    options: dict[str, Any] = {}
+    if quiet:
+        # Leave the host application's logging configuration alone.
+        options["log_config"] = None
+    return uvicorn.Config(
+        _SocketApp(fake, registry),
+        host=host,
+        port=port,
+        http=_protocol_class(registry),
+        ws="none",
+        lifespan="off",
+        loop="asyncio",
+        log_level=log_level,
+        access_log=not quiet,
+        server_header=False,
+        timeout_graceful_shutdown=1,
+        **options,
+    )
+
+
+class FakeCodatServer:
+    """Runs a :class:`FakeCodat` on a loopback port in a background thread.
+
+    Use it as a context manager (``with`` or ``async with``); the port is ephemeral by
+    default, read it from :attr:`port` or :attr:`base_url`. The fake's state is shared with
+    the test thread (it is guarded by locks), so assertions on ``server.fake`` just work.
+    """
+
+    def __init__(
+        self,
+        fake: FakeCodat | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+        log_level: str = "warning",
+    ) -> None:
+        self.fake = fake if fake is not None else FakeCodat()
+        self.host = host
+        self._requested_port = port
+        self._startup_timeout = startup_timeout
+        self._log_level = log_level
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (only while running)."""
+        if self._port is None:
+            raise RuntimeError("the fake Codat server is not running")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> Self:
+        """Bind, serve in a daemon thread and return once requests are accepted."""
+        if self._thread is not None:
+            raise RuntimeError("the fake Codat server was already started")
+        config = _config(self.fake, self.host, self._requested_port, self._log_level, quiet=True)
+        import uvicorn
+
+        server = self._server = uvicorn.Server(config)
+        thread = self._thread = threading.Thread(
+            target=self._serve, args=(server,), name="fake-codat-server", daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while not server.started:
+            if not thread.is_alive():
+                thread.join()
+                self._thread = None
+                raise RuntimeError("the fake Codat server failed to start") from self._error
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError("the fake Codat server did not start in time")
+            time.sleep(0.002)
+        self._port = int(server.servers[0].sockets[0].getsockname()[1])
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread (idempotent)."""
+        thread, self._thread = self._thread, None
+        server = self._server
+        if thread is None or server is None:
+            return
+        server.should_exit = True
+        thread.join(timeout=5)
+        if thread.is_alive():  # only when a request hangs
+            server.force_exit = True
+            thread.join(timeout=5)
+        self._port = None
+
+    def _serve(self, server: uvicorn.Server) -> None:
+        try:
+            asyncio.run(server.serve())
+        except BaseException as exc:  # reported by start()
+            self._error = exc  # uvicorn calls sys.exit() when it cannot bind
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await anyio.to_thread.run_sync(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await anyio.to_thread.run_sync(self.stop)
+
+
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    fake: FakeCodat | None = None,
+    latency: float = 0.0,
+    fail_rate: float = 0.0,
+    seed: int | None = None,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Serve a fake Codat in the foreground until Ctrl-C (for ``codat-commerce fake-server``).
+
+    ``latency`` adds that many seconds to every request inside the app; ``fail_rate`` makes
+    that share of requests fail at the edge with an HTML 503 (drawn with ``seed``). Other
+    keyword arguments build the :class:`FakeCodat` when ``fake`` is not given.
+    """
+    if fake is None:
+        fake = FakeCodat(seed=seed, **options)
+    elif options or seed is not None:
+        raise TypeError("pass either a FakeCodat or options to build one, not both")
+    if latency > 0:
+        fake.faults.randomly(Fault.latency(latency), 1.0)
+    if fail_rate > 0:
+        fake.faults.randomly(Fault.edge(503), fail_rate)
+    config = _config(fake, host, port, log_level, quiet=False)
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises it once its handlers are gone.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
