@@ -1,0 +1,1 @@
+"""One module per benchmarked client; each runs as its own process (see ``_harness``)."""
