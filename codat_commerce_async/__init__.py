@@ -10,7 +10,8 @@
 ``SyncClient`` offers the same methods for blocking code.
 """
 
-from ._blocking import SyncClient
+from ._blocking import BlockingBulkRun, SyncClient
+from ._bulk import BulkProgress, BulkResult, BulkRun
 from ._client import AsyncSyncClient
 from ._config import (
     DEFAULT_ATTEMPT_TIMEOUT,
@@ -42,6 +43,7 @@ from ._exceptions import (
     ResponseTooLargeError,
     ResponseValidationError,
     RetryBudgetExhaustedError,
+    SyncWaitTimeoutError,
     UnexpectedRedirectError,
     UnprocessableEntityError,
 )
@@ -79,6 +81,10 @@ __all__ = [
     "AsyncSyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BlockingBulkRun",
+    "BulkProgress",
+    "BulkResult",
+    "BulkRun",
     "CallEvent",
     "CodatError",
     "CompanySyncStatus",
@@ -104,6 +110,7 @@ __all__ = [
     "SyncDateRange",
     "SyncState",
     "SyncSummary",
+    "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
     "__version__",

@@ -16,7 +16,7 @@ import os
 import ssl
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -25,6 +25,7 @@ import anyio
 import httpx
 from anyio.from_thread import BlockingPortal
 
+from ._bulk import BulkProgress, BulkResult, BulkRun
 from ._client import AsyncSyncClient
 from ._config import (
     DEFAULT_ATTEMPT_TIMEOUT,
@@ -39,7 +40,7 @@ from ._resources.sync import AsyncSyncResource
 from ._response import APIResponse
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
-__all__ = ["SyncClient"]
+__all__ = ["BlockingBulkRun", "SyncClient"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -138,6 +139,76 @@ def blocking_raw_twin(
     return wrapper
 
 
+class BlockingBulkRun:
+    """A bulk run for blocking code: iterate it for :class:`BulkResult` values.
+
+    ::
+
+        for result in client.sync.request_sync_many(ids):
+            ...
+
+        with client.sync.request_sync_many(ids) as results:   # stops on leaving the block
+            for result in results:
+                ...
+
+    The run works on the client's event loop; each result crosses to your thread as
+    you ask for it. Breaking out of the loop, an exception or Ctrl-C stops the run
+    and waits for its tasks to end. (A bare ``for`` stops it when the loop's iterator
+    is released, which CPython does at once; ``with`` makes it explicit.)
+    """
+
+    def __init__(self, loop: _LoopThread, run: BulkRun) -> None:
+        self._loop = loop
+        self._run = run
+        self._cm: Any = None
+
+    @property
+    def progress(self) -> BulkProgress:
+        """The run's :class:`BulkProgress` so far."""
+        return self._run.progress
+
+    def __enter__(self) -> Iterator[BulkResult]:
+        if self._cm is not None:
+            raise RuntimeError("a bulk run can be entered only once; start a new one")
+        self._cm = self._loop.portal.wrap_async_context_manager(self._run)
+        results = self._cm.__enter__()
+        return self._results(results)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        result: bool | None = self._cm.__exit__(exc_type, exc, tb)
+        return result
+
+    def __iter__(self) -> Iterator[BulkResult]:
+        with self as results:
+            yield from results
+
+    def _results(self, results: Any) -> Iterator[BulkResult]:
+        while True:
+            try:
+                item: BulkResult = self._loop.call(results.__anext__)
+            except (StopAsyncIteration, anyio.ClosedResourceError):
+                return  # the run ended (or stopped: leaving the block raises why)
+            yield item
+
+
+def blocking_bulk_twin(
+    method: Callable[Concatenate[Any, P], BulkRun],
+) -> Callable[Concatenate[_Blocking, P], BlockingBulkRun]:
+    """The blocking twin of a bulk method: same arguments, a :class:`BlockingBulkRun`."""
+
+    @functools.wraps(method)
+    def wrapper(self: _Blocking, /, *args: P.args, **kwargs: P.kwargs) -> BlockingBulkRun:
+        run: BulkRun = getattr(self._target, method.__name__)(*args, **kwargs)
+        return BlockingBulkRun(self._loop, run)
+
+    return wrapper
+
+
 class SyncResourceWithRawResponse(_Blocking):
     """``client.sync.with_raw_response`` of the blocking client."""
 
@@ -171,6 +242,12 @@ class SyncResource(_Blocking):
     get_latest_sync = blocking_twin(AsyncSyncResource.get_latest_sync)
     get_last_successful_sync = blocking_twin(AsyncSyncResource.get_last_successful_sync)
     list_syncs = blocking_twin(AsyncSyncResource.list_syncs)
+    wait_for_sync = blocking_twin(AsyncSyncResource.wait_for_sync)
+    request_sync_many = blocking_bulk_twin(AsyncSyncResource.request_sync_many)
+    request_sync_for_date_range_many = blocking_bulk_twin(
+        AsyncSyncResource.request_sync_for_date_range_many
+    )
+    wait_for_many = blocking_bulk_twin(AsyncSyncResource.wait_for_many)
 
 
 class SyncClient:
@@ -208,6 +285,7 @@ class SyncClient:
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
+        requests_per_minute: float | None = None,
     ) -> None:
         # Validate in the caller's thread first, so bad settings raise here, before any thread.
         options: dict[str, Any] = {
@@ -226,6 +304,7 @@ class SyncClient:
             "verify": verify,
             "retry_policy": retry_policy,
             "event_hooks": event_hooks,
+            "requests_per_minute": requests_per_minute,
         }
         self._lock = threading.Lock()
         self._closed = False

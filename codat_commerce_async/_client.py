@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import httpx
 import sniffio
 from tenacity import RetryCallState
@@ -48,6 +49,7 @@ from ._exceptions import (
     RetryBudgetExhaustedError,
 )
 from ._logging import logger, setup_from_env
+from ._ratelimit import RateLimiter, validate_rate
 from ._response import APIResponse
 from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable
 from ._send import send_attempt
@@ -83,7 +85,8 @@ def _pool_size(http: httpx.AsyncClient) -> int | None:
 
 class _Core:
     """What a client shares with its ``with_options`` copies: the connection pool,
-    the in-flight limit, the rate-limit gate, and the clock, sleep and randomness
+    the in-flight limit, the rate-limit gate, the optional token bucket, the
+    companies with a bulk trigger in flight, and the clock, sleep and randomness
     (replaceable in tests)."""
 
     def __init__(
@@ -99,6 +102,7 @@ class _Core:
         hooks: tuple[EventHook, ...] = (),
         retry_budget: RetryBudget | None = None,
         rebuild: Callable[[], httpx.AsyncClient] | None = None,
+        requests_per_minute: float | None = None,
     ) -> None:
         self.http = http
         self.hooks = hooks
@@ -119,6 +123,35 @@ class _Core:
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep
         self.random = random.Random()
+        # The bucket every attempt takes a token from (None: no client-side limit, and
+        # then no cost on the call path). Bulk runs push their own for their duration.
+        self.base_rate_limiter = (
+            None if requests_per_minute is None else self.new_rate_limiter(requests_per_minute)
+        )
+        self.rate_limiter: RateLimiter | None = self.base_rate_limiter
+        self._run_limiters: list[RateLimiter] = []
+        # Companies with a bulk trigger in flight: at most one per company per client.
+        self.triggers_in_flight: dict[str, anyio.Event] = {}
+
+    def new_rate_limiter(self, requests_per_minute: float) -> RateLimiter:
+        """A token bucket on this core's clock and sleep (read at each use, so a test
+        may replace them after construction)."""
+        return RateLimiter(
+            requests_per_minute,
+            clock=lambda: self.clock(),
+            sleep=lambda seconds: self.sleep(seconds),
+        )
+
+    def push_rate_limiter(self, limiter: RateLimiter) -> None:
+        """Make ``limiter`` govern every request until :meth:`pop_rate_limiter`."""
+        self._run_limiters.append(limiter)
+        self.rate_limiter = limiter
+
+    def pop_rate_limiter(self, limiter: RateLimiter) -> None:
+        """Undo :meth:`push_rate_limiter` (runs may end in any order)."""
+        with contextlib.suppress(ValueError):
+            self._run_limiters.remove(limiter)
+        self.rate_limiter = self._run_limiters[-1] if self._run_limiters else self.base_rate_limiter
 
     def emit(self, event: CallEvent) -> None:
         for hook in self.hooks:
@@ -152,6 +185,7 @@ class _Core:
         self.http = self.rebuild()
         self.limiter = anyio.Semaphore(self.max_concurrency)
         self.gate_until = 0.0
+        self.triggers_in_flight = {}
         self.loop = None
         self.pid = os.getpid()
 
@@ -220,6 +254,8 @@ class AsyncSyncClient:
         event_hooks: callables that receive a :class:`CallEvent` at each step of a call.
         retry_budget: the client-wide :class:`RetryBudget` (default: 500 tokens, 5 per
             retry); ``None`` turns it off.
+        requests_per_minute: a client-side rate limit on every attempt (a token bucket;
+            default None: no limit). Codat allows 1,000 requests a minute per IP.
     """
 
     sync: AsyncSyncResource
@@ -247,8 +283,10 @@ class AsyncSyncClient:
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
+        requests_per_minute: float | None = None,
     ) -> None:
         auth = resolve_auth_header(api_key, auth_header)
+        rate = validate_rate("requests_per_minute", requests_per_minute)
         hooks = validate_hooks(event_hooks)
         url = resolve_base_url(base_url)
         extra = validate_headers(default_headers)
@@ -295,6 +333,7 @@ class AsyncSyncClient:
             hooks=hooks,
             retry_budget=_check_budget(retry_budget),
             rebuild=rebuild,
+            requests_per_minute=rate,
         )
         self._settings = settings
         self._init_resources()
@@ -568,28 +607,23 @@ class AsyncSyncClient:
         started: float,
     ) -> APIResponse[T]:
         core = self._core
-        gate = core.gate_until - core.clock()
-        if gate > 0:
-            # Another call was told to back off: Codat counts our requests per IP.
-            left = remaining()
-            await core.sleep(gate if left is None else max(0.0, min(gate, left)))
-        left = remaining()
-        limit, phase = call.attempt_timeout, "attempt"
-        if left is not None and (limit is None or left < limit):
-            limit, phase = left, "deadline"
-            if left <= 0:
-                raise APITimeoutError(
-                    f"the call deadline of {call.deadline:g} s passed",
-                    request=request,
-                    idempotency_key=key,
-                    attempts=number - 1,
-                    phase="deadline",
-                    request_sent=number > 1,
-                )
-        if core.hooks:
-            core.emit(self._event("request_sent", op, key, number, started))
+        await self._wait_at_gate(remaining)
+        if core.rate_limiter is not None:
+            await self._throttle(core.rate_limiter, request, key, number, call, remaining)
+        self._time_limit(call, remaining, request, key, number)  # past the deadline: raise
+        # Waiting for an in-flight slot counts against the call's deadline too.
+        await self._acquire_slot(call, remaining, request, key, number)
         try:
-            async with core.limiter:
+            # Cancelled while queued (taking a free slot is not a cancellation point):
+            # start nothing.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            # A 429 may have closed the gate while this attempt queued for a slot: the
+            # queued attempts must wait as well, or the gate would only hold new calls.
+            await self._wait_at_gate(remaining)
+            limit, phase = self._time_limit(call, remaining, request, key, number)
+            if core.hooks:
+                core.emit(self._event("request_sent", op, key, number, started))
+            try:
                 response, body = await send_attempt(
                     core.http,
                     request,
@@ -598,12 +632,14 @@ class AsyncSyncClient:
                     limit_phase=phase,
                     secrets=core.secrets,
                 )
-        except APIError as exc:
-            exc.idempotency_key = key
-            exc.attempts = number
-            if logger.isEnabledFor(logging.DEBUG):
-                _log_attempt(op, type(exc).__name__, number)
-            raise
+            except APIError as exc:
+                exc.idempotency_key = key
+                exc.attempts = number
+                if logger.isEnabledFor(logging.DEBUG):
+                    _log_attempt(op, type(exc).__name__, number)
+                raise
+        finally:
+            core.limiter.release()
         status = response.status_code
         if core.hooks:
             core.emit(self._event("response_received", op, key, number, started, status))
@@ -622,6 +658,92 @@ class AsyncSyncClient:
         ):
             core.gate_until = max(core.gate_until, core.clock() + error.retry_after)
         raise error
+
+
+    async def _wait_at_gate(self, remaining: Callable[[], float | None]) -> None:
+        """Sleep while the client-wide 429 gate is closed (never past the deadline)."""
+        core = self._core
+        gate = core.gate_until - core.clock()
+        if gate > 0:
+            # Another call was told to back off: Codat counts our requests per IP.
+            left = remaining()
+            await core.sleep(gate if left is None else max(0.0, min(gate, left)))
+
+    def _time_limit(
+        self,
+        call: CallSettings,
+        remaining: Callable[[], float | None],
+        request: httpx.Request,
+        key: str | None,
+        number: int,
+    ) -> tuple[float | None, str]:
+        """The wall-clock bound of the attempt about to be sent and its name; raises
+        :class:`APITimeoutError` if the call's deadline has already passed."""
+        left = remaining()
+        limit, phase = call.attempt_timeout, "attempt"
+        if left is not None and (limit is None or left < limit):
+            limit, phase = left, "deadline"
+            if left <= 0:
+                raise _deadline_passed(call, request, key, number)
+        return limit, phase
+
+    async def _acquire_slot(
+        self,
+        call: CallSettings,
+        remaining: Callable[[], float | None],
+        request: httpx.Request,
+        key: str | None,
+        number: int,
+    ) -> None:
+        """Take an in-flight slot, waiting no longer than the call's deadline allows."""
+        limiter = self._core.limiter
+        left = remaining()
+        if left is None:
+            await limiter.acquire()
+            return
+        acquired = False
+        with anyio.move_on_after(max(0.0, left)):
+            await limiter.acquire()
+            acquired = True
+        if not acquired:
+            raise _deadline_passed(call, request, key, number)
+
+    async def _throttle(
+        self,
+        limiter: RateLimiter,
+        request: httpx.Request,
+        key: str | None,
+        number: int,
+        call: CallSettings,
+        remaining: Callable[[], float | None],
+    ) -> None:
+        """Take a token from the client-side bucket, or fail at once if waiting for it
+        would outlast the call's deadline (the gate is checked again after the slot)."""
+        if not await limiter.acquire(max_wait=remaining()):
+            raise APITimeoutError(
+                f"the client-side rate limit ({limiter.requests_per_minute:g} requests a "
+                f"minute) would delay this request past the call deadline of "
+                f"{call.deadline:g} s",
+                request=request,
+                idempotency_key=key,
+                attempts=number - 1,
+                phase="deadline",
+                request_sent=number > 1,
+            )
+
+
+def _deadline_passed(
+    call: CallSettings, request: httpx.Request, key: str | None, number: int
+) -> APITimeoutError:
+    """The error for a call whose deadline passed before attempt ``number`` was sent."""
+    return APITimeoutError(
+        f"the call deadline of {call.deadline:g} s passed",
+        request=request,
+        idempotency_key=key,
+        attempts=number - 1,
+        phase="deadline",
+        request_sent=number > 1,
+    )
 
 
 def _log_attempt(op: _protocol.Operation[Any], outcome: int | str, attempt: int) -> None:

@@ -3,6 +3,7 @@
 ```
 CodatError
 ├── ConfigurationError            bad client settings (also a ValueError)
+├── SyncWaitTimeoutError          a sync still running when ``wait_for_sync`` gave up
 └── APIError                      something went wrong talking to Codat
     ├── APIConnectionError        no usable HTTP response
     │   ├── APITimeoutError       a timeout, the per-attempt bound or the call deadline
@@ -38,6 +39,7 @@ import httpx
 
 if TYPE_CHECKING:
     from ._models.errors import ErrorMessage
+    from ._models.sync import CompanySyncStatus
 
 __all__ = [
     "APIConnectionError",
@@ -58,6 +60,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
+    "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
 ]
@@ -69,6 +72,45 @@ class CodatError(Exception):
 
 class ConfigurationError(CodatError, ValueError):
     """The client's settings are missing or invalid (raised at construction)."""
+
+
+class SyncWaitTimeoutError(CodatError, TimeoutError):
+    """A sync was still running when ``wait_for_sync`` (or ``wait_for_many``) gave up.
+
+    Nothing failed at Codat: the sync may still finish. Wait again, or check later.
+
+    Attributes:
+        company_id: the company whose sync was polled.
+        sync_id: the sync polled by id, or None when the latest sync was polled.
+        last_status: the last status read (None if no poll answered).
+        timeout: the seconds waited.
+    """
+
+    company_id: str
+    sync_id: str | None
+    last_status: CompanySyncStatus | None
+    timeout: float
+
+    def __init__(
+        self,
+        *,
+        company_id: str,
+        sync_id: str | None,
+        last_status: CompanySyncStatus | None,
+        timeout: float,
+    ) -> None:
+        seen = "no status read"
+        if last_status is not None:
+            seen = f"last status {last_status.sync_status_code} {last_status.sync_status or ''}"
+        which = f"sync {sync_id}" if sync_id else "the latest sync"
+        super().__init__(
+            f"{which} of company {company_id} was still running after {timeout:g} s "
+            f"({seen.rstrip()})"
+        )
+        self.company_id = company_id
+        self.sync_id = sync_id
+        self.last_status = last_status
+        self.timeout = timeout
 
 
 class APIError(CodatError):

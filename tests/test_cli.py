@@ -1,0 +1,389 @@
+"""The ``codat-commerce`` command line, against the fake Codat (in-process or on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from codat_commerce_async.cli import main
+from codat_commerce_async.cli._bulkfile import Journal, read_company_ids
+from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
+
+
+@pytest.fixture
+def server() -> Iterator[FakeCodatServer]:
+    with FakeCodatServer(FakeCodat(sync_duration=0.2)) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CODAT_API_KEY", "CODAT_BASE_URL", "CODAT_LOG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def conn(server: FakeCodatServer) -> list[str]:
+    return ["--base-url", server.base_url, "--api-key", server.fake.api_key]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    code = main([*argv, "--json"])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1]) if out else None
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert lines[0].startswith("codat-commerce: error: ")
+    return lines[0]
+
+
+# -- demo ------------------------------------------------------------------------------
+
+
+def test_demo_small(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    code, record = run_json(capsys, "demo", "--companies", "40", "--seed", "3")
+    assert code == 0
+    assert record["companies"] == 40
+    assert record["succeeded"] == 40
+    assert record["failed"] == 0
+    assert record["syncs_started"] == 40
+    assert record["duplicate_syncs"] == 0
+    assert record["triggers"] >= 40
+    assert record["status_polls"] >= 40
+    assert record["retries"] >= 1  # the scripted 429 at least
+    assert record["requests"] == record["triggers"] + record["status_polls"]
+    assert record["requests_per_second"] > 0
+    assert time.monotonic() - started < 10
+
+
+def test_demo_human_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--companies", "5", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "fake Codat in this process" in out
+    assert "rate limit raised to 60,000 requests/min" in out
+    assert "5 of 5" in out
+    assert "wall time" in out
+
+
+# -- single-company commands -------------------------------------------------------------
+
+
+def test_request_status_wait_range(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = str(uuid.uuid4())
+    code, started = run_json(
+        capsys, "sync", "request", company, "--to", "2024-06-30", *conn(server)
+    )
+    assert code == 0
+    assert started["company_id"] == company
+    assert started["status_code"] == 1000
+    assert started["window_finish"] == "2024-06-30T00:00:00Z"
+    sync_id = started["sync_id"]
+
+    code, status = run_json(capsys, "sync", "status", company, sync_id, *conn(server))
+    assert code == 0
+    assert status["sync_id"] == sync_id
+    assert status["state"] == "in_progress"
+
+    code, final = run_json(
+        capsys, "sync", "wait", company, sync_id, "--poll-interval", "0.05", *conn(server)
+    )
+    assert code == 0
+    assert final["status_code"] == 2000
+    assert final["state"] == "succeeded"
+
+    code, latest = run_json(capsys, "sync", "status", company, *conn(server))
+    assert (code, latest["sync_id"]) == (0, sync_id)
+
+    code, window = run_json(
+        capsys,
+        "sync",
+        "range",
+        company,
+        "--start",
+        "2024-01-01",
+        "--finish",
+        "2024-02-01",
+        *conn(server),
+    )
+    assert code == 0
+    assert window["window_start"] == "2024-01-01T00:00:00Z"
+    assert [s.operation for s in server.fake.syncs] == [
+        "request-sync",
+        "request-sync-for-date-range",
+    ]
+
+
+def test_wait_exits_non_zero_when_the_sync_fails(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = str(uuid.uuid4())
+    server.fake.set_outcome(company, 4000)
+    assert main(["sync", "request", company, *conn(server)]) == 0
+    code, final = run_json(
+        capsys, "sync", "wait", company, "--poll-interval", "0.05", *conn(server)
+    )
+    assert code == 1
+    assert final["state"] == "failed"
+
+
+def test_wait_timeout_is_one_line_and_non_zero(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = str(uuid.uuid4())
+    server.fake.set_outcome(company, 2000, duration=60)
+    assert main(["sync", "request", company, *conn(server)]) == 0
+    capsys.readouterr()
+    code = main(
+        ["sync", "wait", company, "--poll-interval", "0.05", "--timeout", "0.2", *conn(server)]
+    )
+    assert code == 1
+    assert "still running after 0.2 s" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sync", "status", "not-a-uuid"], "company_id must be a UUID"),
+        (["sync", "status", "{company}", "{sync}"], "404 Not Found"),
+        (
+            ["sync", "range", "{company}", "--start", "2024-02-01", "--finish", "2024-01-01"],
+            "after finish",
+        ),
+        (["sync", "request", "{company}", "--to", "yesterday"], "ISO-8601"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    filled = [a.format(company=uuid.uuid4(), sync=uuid.uuid4()) for a in argv]
+    assert main([*filled, *conn(server)]) == 1
+    assert message in one_line_error(capsys)
+
+
+def test_missing_key_and_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    company = str(uuid.uuid4())
+    assert main(["sync", "status", company, "--base-url", "http://127.0.0.1:9"]) == 1
+    assert "CODAT_API_KEY" in one_line_error(capsys)
+    os.environ["CODAT_API_KEY"] = "k" * 10  # removed again by the autouse fixture
+    argv = ["sync", "status", company, "--base-url", "http://127.0.0.1:9"]
+    assert main(argv) == 1
+    line = one_line_error(capsys)
+    assert "k" * 10 not in line
+
+
+def test_global_options_before_the_command(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = str(uuid.uuid4())
+    assert main([*conn(server), "--json", "sync", "request", company]) == 0
+    assert json.loads(capsys.readouterr().out)["company_id"] == company
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["sync", "bulk"])
+    assert caught.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_fake_server_delegates_to_run_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    import codat_commerce_async.testing as testing
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(testing, "run_server", lambda *a, **k: calls.append((a, k)))
+    argv = ["fake-server", "--port", "8123", "--latency", "0.02", "--fail-rate", "0.1"]
+    assert main([*argv, "--seed", "4", "--sync-duration", "2"]) == 0
+    ((args, kwargs),) = calls
+    assert args == ("127.0.0.1", 8123)
+    assert kwargs == {
+        "latency": 0.02,
+        "fail_rate": 0.1,
+        "seed": 4,
+        "log_level": "info",
+        "sync_duration": 2.0,
+        "api_key": "fake-api-key",
+    }
+
+
+# -- bulk --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("companyId,name\n{a},x\n{b},y\n", None),
+        ("name;company_id\nx;{a}\ny;{b}\n", None),
+        ("id\tname\n{a}\tx\n{b}\ty\n", None),
+        ("{a}\n\n# comment\n{b}\n{a}\n", None),
+        ("Company ID\n{A}\n{b}\n", None),
+        ("x,{a}\ny,{b}\n", None),
+    ],
+)
+def test_reading_company_ids(tmp_path: Path, text: str, column: None) -> None:
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    path = tmp_path / "ids"
+    path.write_text(text.format(a=a, b=b, A=a.upper()))
+    assert read_company_ids(path) == [a, b]
+
+
+def test_bulk_writes_one_result_per_company(
+    server: FakeCodatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    companies = [str(uuid.uuid4()) for _ in range(12)]
+    server.fake.mark_unknown(companies[0])
+    source = tmp_path / "ids.csv"
+    source.write_text("company_id\n" + "\n".join(companies) + "\nnot-a-uuid\n")
+    out = tmp_path / "out.jsonl"
+    code, summary = run_json(
+        capsys, "sync", "bulk", str(source), "-o", str(out), "--no-progress", *conn(server)
+    )
+    assert code == 1  # one unknown company, one invalid id
+    assert summary["succeeded"] == 11
+    assert summary["failed"] == 2
+    entries = [json.loads(line) for line in out.read_text().splitlines()]
+    results = {e["company_id"]: e for e in entries if e["event"] == "result"}
+    assert len(results) == 13
+    assert results[companies[0]]["error_type"] == "NotFoundError"
+    assert results[companies[0]]["status_code"] == 404
+    assert results[companies[0]]["fresh_key_safe"] is True
+    assert results["not-a-uuid"]["error_type"] == "ValueError"
+    started = {e["company_id"]: e["idempotency_key"] for e in entries if e["event"] == "started"}
+    assert set(started) == set(companies)
+    for company in companies[1:]:
+        assert results[company]["ok"] is True
+        assert results[company]["idempotency_key"] == started[company]
+    # Each started line precedes its result line.
+    order = [(e["event"], e["company_id"]) for e in entries]
+    for company in companies:
+        assert order.index(("started", company)) < order.index(("result", company))
+
+
+def test_bulk_resume_reuses_recorded_keys_and_skips_done(
+    server: FakeCodatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done, unfinished, refused, new = (str(uuid.uuid4()) for _ in range(4))
+    key = str(uuid.uuid4())
+    # A previous run: `unfinished` was sent (and started at Codat) but its answer was lost.
+    with httpx.Client(base_url=server.base_url) as http:
+        reply = http.post(
+            f"/companies/{unfinished}/sync/commerce/latest",
+            headers={"Authorization": server.fake.auth_header, "Idempotency-Key": key},
+            json={},
+        )
+    assert reply.status_code == 200
+    refused_key = str(uuid.uuid4())
+    out = tmp_path / "out.jsonl"
+    lines = [
+        {"event": "started", "company_id": done, "idempotency_key": str(uuid.uuid4())},
+        {"event": "result", "company_id": done, "ok": True},
+        {"event": "started", "company_id": unfinished, "idempotency_key": key},
+        {"event": "started", "company_id": refused, "idempotency_key": refused_key},
+        {"event": "result", "company_id": refused, "ok": False, "fresh_key_safe": True},
+    ]
+    out.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"event": "resu')
+    source = tmp_path / "ids.txt"
+    source.write_text(f"{done}\n{unfinished}\n{refused}\n{new}\n")
+    code, summary = run_json(
+        capsys, "sync", "bulk", str(source), "-o", str(out), "--no-progress", *conn(server)
+    )
+    assert code == 0
+    assert summary["skipped_already_done"] == 1
+    assert summary["succeeded"] == 3
+    fake = server.fake
+    assert fake.syncs_started(done) == 0
+    assert fake.syncs_started(unfinished) == 1  # replayed from Codat's idempotency cache
+    assert fake.syncs_started(refused) == 1
+    assert fake.syncs_started(new) == 1
+    fake.assert_no_duplicate_syncs()
+    keys = {s.company_id: s.idempotency_key for s in fake.syncs}
+    assert keys[refused] != refused_key  # Codat refused it before: a fresh key is safe
+    replays = [r for r in fake.requests if r.company_id == unfinished and r.replayed]
+    assert len(replays) == 1
+    journal = Journal.load(out)
+    assert journal.done == {done, unfinished, refused, new}
+    assert journal.skipped_lines == 1  # the torn line
+
+
+def test_bulk_interrupted_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
+    fake = FakeCodat()
+    fake.faults.randomly(Fault.latency(0.02), 1.0)
+    companies = [str(uuid.uuid4()) for _ in range(150)]
+    source = tmp_path / "ids.txt"
+    source.write_text("\n".join(companies) + "\n")
+    out = tmp_path / "out.jsonl"
+    with FakeCodatServer(fake) as server:
+        argv = [
+            sys.executable,
+            "-m",
+            "codat_commerce_async.cli",
+            "sync",
+            "bulk",
+            str(source),
+            "-o",
+            str(out),
+            "--concurrency",
+            "3",
+            "--requests-per-minute",
+            "60000",
+            "--no-progress",
+            *conn(server),
+        ]
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if out.exists() and out.read_text().count('"result"') >= 20:
+                    break
+                time.sleep(0.01)
+            child.send_signal(signal.SIGINT)
+            _, err = child.communicate(timeout=10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == 130, err
+        assert "Traceback" not in err
+        assert "rerun the same command to resume" in err
+        first = [json.loads(line) for line in out.read_text().splitlines()]
+        done_first = {e["company_id"] for e in first if e["event"] == "result"}
+        assert 20 <= len(done_first) < 150
+
+        rerun = ["sync", "bulk", str(source), "-o", str(out), "--no-progress"]
+        assert main([*rerun, "--requests-per-minute", "60000", *conn(server)]) == 0
+        entries = [json.loads(line) for line in out.read_text().splitlines()]
+        ok = {e["company_id"] for e in entries if e["event"] == "result" and e["ok"]}
+        assert ok == set(companies)
+        for company in companies:
+            assert fake.syncs_started(company) == 1, company
+        fake.assert_no_duplicate_syncs()
+        # Keys recorded before the interruption were reused for the unfinished companies.
+        first_keys = {
+            e["company_id"]: e["idempotency_key"] for e in first if e["event"] == "started"
+        }
+        unfinished = set(first_keys) - done_first
+        assert unfinished  # Ctrl-C caught requests in flight
+        for company in unfinished:
+            later = [
+                e["idempotency_key"]
+                for e in entries[len(first) :]
+                if e["event"] == "started" and e["company_id"] == company
+            ]
+            assert later == [first_keys[company]]
