@@ -1,0 +1,1 @@
+"""Optional integrations that need extra packages (each names its extra)."""
