@@ -38,6 +38,7 @@ from ._config import (
 from ._events import EventHook
 from ._resources.sync import AsyncSyncResource
 from ._response import APIResponse
+from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
 __all__ = ["BlockingBulkRun", "SyncClient"]
@@ -285,6 +286,7 @@ class SyncClient:
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
+        retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
     ) -> None:
         # Validate in the caller's thread first, so bad settings raise here, before any thread.
@@ -305,6 +307,7 @@ class SyncClient:
             "retry_policy": retry_policy,
             "event_hooks": event_hooks,
             "requests_per_minute": requests_per_minute,
+            "retry_budget": retry_budget,
         }
         self._lock = threading.Lock()
         self._closed = False

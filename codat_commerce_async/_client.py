@@ -462,9 +462,10 @@ class AsyncSyncClient:
             return await self._run_attempts(op, call, attempt, remaining, key, started)
         try:
             result = await self._run_attempts(op, call, attempt, remaining, key, started)
-        except Exception as exc:
+        except BaseException as exc:  # cancellation too: a tracer must close its span
             status = getattr(exc, "status_code", None)
-            core.emit(self._event("call_finished", op, key, attempts, started, status, exc))
+            made = getattr(exc, "attempts", attempts)  # 0 if the deadline passed unsent
+            core.emit(self._event("call_finished", op, key, made, started, status, exc))
             raise
         core.emit(self._event("call_finished", op, key, attempts, started, result.status_code))
         return result
@@ -650,7 +651,9 @@ class AsyncSyncClient:
                 op.model, response, body, idempotency_key=key, attempts=number
             )
             return APIResponse(response, parsed, number, key)
-        error = _protocol.error_for_response(response, body, idempotency_key=key, attempts=number)
+        error = _protocol.error_for_response(
+            response, body, idempotency_key=key, attempts=number, secrets=core.secrets
+        )
         if (
             isinstance(error, RateLimitError)
             and error.retry_after

@@ -32,6 +32,7 @@ with the same key or check the sync's status.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -439,7 +440,17 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
     return max(0.0, delta)
 
 
-def _status_message(status_code: int, response: httpx.Response, error: Any) -> str:
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every credential form replaced (servers may echo what they got)."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+def _status_message(
+    status_code: int, response: httpx.Response, error: Any, secrets: Sequence[str]
+) -> str:
     reason = response.reason_phrase or "error"
     detail = getattr(error, "error", None) if error is not None else None
     text = f"Codat answered {status_code} {reason}"
@@ -449,7 +460,7 @@ def _status_message(status_code: int, response: httpx.Response, error: Any) -> s
         text += f"; Location: {location[:200]})" if location else ")"
     if detail:
         text += f": {str(detail)[:500]}"
-    return text
+    return redact(text, secrets)
 
 
 def make_status_error(
@@ -459,11 +470,15 @@ def make_status_error(
     *,
     idempotency_key: str | None,
     attempts: int,
+    secrets: Sequence[str] = (),
 ) -> APIStatusError:
-    """Build the right :class:`APIStatusError` subclass for an error response."""
+    """Build the right :class:`APIStatusError` subclass for an error response.
+
+    ``secrets`` are scrubbed from the message: Codat's text may echo the request.
+    """
     cls = status_error_class(response.status_code)
     return cls(
-        _status_message(response.status_code, response, error),
+        _status_message(response.status_code, response, error, secrets),
         response=response,
         body=body,
         error=error,

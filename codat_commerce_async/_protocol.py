@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -271,13 +272,19 @@ def parse_error_body(body: bytes) -> ErrorMessage | None:
 
 
 def error_for_response(
-    response: httpx.Response, body: bytes, *, idempotency_key: str | None, attempts: int
+    response: httpx.Response,
+    body: bytes,
+    *,
+    idempotency_key: str | None,
+    attempts: int,
+    secrets: Sequence[str] = (),
 ) -> APIStatusError:
-    """The typed error for a non-2xx response."""
+    """The typed error for a non-2xx response (credentials scrubbed from its message)."""
     return make_status_error(
         response,
         body,
         parse_error_body(body),
         idempotency_key=idempotency_key,
         attempts=attempts,
+        secrets=secrets,
     )

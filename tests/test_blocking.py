@@ -150,3 +150,13 @@ def test_unclosed_facade_warns_and_shuts_down(codat: ScriptedCodat) -> None:
 
 def test_repr_hides_the_key(blocking: SyncClient) -> None:
     assert CANARY_KEY not in repr(blocking) and "redacted" in repr(blocking)
+
+
+def test_constructor_takes_the_same_arguments_as_the_async_client() -> None:
+    import inspect
+
+    async_params = inspect.signature(AsyncSyncClient.__init__).parameters
+    blocking_params = inspect.signature(SyncClient.__init__).parameters
+    assert list(async_params) == list(blocking_params)
+    for name, param in async_params.items():
+        assert blocking_params[name].default == param.default, name

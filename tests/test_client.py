@@ -688,3 +688,31 @@ def test_event_hooks_must_be_callable() -> None:
 
     with pytest.raises(ConfigurationError):
         AsyncSyncClient(api_key=CANARY_KEY, event_hooks=["nope"])  # type: ignore[list-item]
+
+
+async def test_codat_echoing_the_key_never_reaches_the_message(codat: ScriptedCodat) -> None:
+    encoded = base64.b64encode(CANARY_KEY.encode()).decode()
+    codat.then(resp(401, error_body(401, f"bad header Basic {encoded} for key {CANARY_KEY}")))
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.sync.request_sync(COMPANY)
+    text = "".join(traceback.format_exception(info.value))
+    assert CANARY_KEY not in text and encoded not in text
+    assert "<redacted>" in str(info.value)
+
+
+async def test_a_cancelled_call_still_reports_call_finished() -> None:
+    from codat_commerce_async import CallEvent
+
+    events: list[CallEvent] = []
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(hang),
+                               event_hooks=[events.append]) as client:
+        with anyio.move_on_after(0.05):
+            await client.sync.request_sync(COMPANY)
+    assert [e.kind for e in events] == ["request_sent", "call_finished"]
+    assert events[-1].error is not None

@@ -242,8 +242,12 @@ async def test_client_disconnect_cancels_the_run_and_the_client_stays_usable(
     assert len(harness.sent(retrying)) == 1
     assert len(harness.sent(hanging)) == 1
     assert len([r for r in fake.requests if r.company_id == retrying]) == 1
-    finished_calls = {e.company_id for e in harness.events if e.kind == "call_finished"}
-    assert finished_calls == {fast}
+    finished = [e for e in harness.events if e.kind == "call_finished"]
+    assert {e.company_id for e in finished if e.error is None} == {fast}
+    # The two cut short report their end too, as cancellations (not as Codat errors).
+    cancelled = {e.company_id for e in finished if e.error is not None}
+    assert cancelled == {retrying, hanging}
+    assert all(not isinstance(e.error, Exception) for e in finished if e.error is not None)
 
     # The application's client is unharmed: the next request goes through.
     harness.park = False

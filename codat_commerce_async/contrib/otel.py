@@ -26,9 +26,8 @@ Events: ``codat.attempt`` as each attempt is sent, ``codat.response`` as its res
 arrives (``http.response.status_code``), ``codat.retry`` before each wait
 (``codat.retry.wait``, ``error.type``). No header, body or credential is ever recorded.
 
-The span is not made current while the call runs. A call that is cancelled gets no
-``call_finished`` event, so its span is ended (``error.type="cancelled"``) only when the
-same task makes its next call.
+The span is not made current while the call runs. A cancelled call's span ends at once
+with ``error.type="cancelled"``.
 """
 
 from __future__ import annotations
@@ -125,11 +124,6 @@ def tracing_hook(
     )
 
     def start(event: CallEvent) -> _CallSpan:
-        stale = current.get()
-        if stale is not None:  # the task's previous call was cancelled (no call_finished)
-            stale.span.set_attribute("error.type", "cancelled")
-            stale.span.set_status(Status(StatusCode.ERROR, "cancelled"))
-            stale.end()
         template = route_template(event.path)
         attributes: dict[str, AttributeValue] = {
             "http.request.method": event.method,
@@ -197,6 +191,10 @@ def _finish(state: _CallSpan, event: CallEvent) -> None:
         span.set_attribute("http.response.status_code", event.status_code)
     error = event.error
     if error is None:
+        return
+    if not isinstance(error, Exception):  # cancellation (asyncio or trio), Ctrl-C
+        span.set_attribute("error.type", "cancelled")
+        span.set_status(Status(StatusCode.ERROR, "cancelled"))
         return
     kind = type(error).__name__
     span.set_attribute("error.type", kind)
