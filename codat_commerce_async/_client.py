@@ -700,6 +700,11 @@ class AsyncSyncClient:
     ) -> None:
         """Take an in-flight slot, waiting no longer than the call's deadline allows."""
         limiter = self._core.limiter
+        try:
+            limiter.acquire_nowait()  # the common case: a free slot, no cancel scope
+            return
+        except anyio.WouldBlock:
+            pass
         left = remaining()
         if left is None:
             await limiter.acquire()

@@ -239,6 +239,9 @@ def resolve_verify(verify: ssl.SSLContext | str | os.PathLike[str] | None) -> ss
     if isinstance(verify, ssl.SSLContext):
         return verify
     if isinstance(verify, (str, os.PathLike)):
+        if not os.fspath(verify).strip():
+            # Often an unset env var; ssl would quietly fall back to the system store.
+            raise ConfigurationError("verify is an empty CA bundle path")
         try:
             return ssl.create_default_context(cafile=os.fspath(verify))
         except (OSError, ssl.SSLError) as exc:

@@ -47,6 +47,7 @@ async def send_attempt(
     names the bound (``"attempt"`` or ``"deadline"``) in the timeout error.
     """
     started = time.perf_counter()
+    withheld: APIConnectionError | None = None
     try:
         with anyio.fail_after(time_limit):
             # auth=None: an injected client's own auth must never replace ours.
@@ -65,7 +66,15 @@ async def send_attempt(
     except APIError:
         raise
     except Exception as exc:
-        raise translate_transport_error(exc, request, secrets) from _safe_cause(exc, secrets)
+        error = translate_transport_error(exc, request, secrets)
+        cause = _safe_cause(exc, secrets)
+        if cause is not None:
+            raise error from cause
+        withheld = error
+    if withheld is not None:
+        # Raised outside the handler, so that not even ``__context__`` keeps the
+        # lower-layer exception whose message quoted a credential.
+        raise withheld
     response._content = body  # so response.content / .json() work for raw access
     if not hasattr(response, "_elapsed"):  # in-memory transports never set it
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
@@ -93,10 +102,13 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     if coding and coding != "identity":
         wbits = _ENCODINGS.get(coding)
         if wbits is None:
-            raise APIConnectionError(
+            error = APIConnectionError(
                 f"Codat's response uses an unsupported content encoding {coding[:40]!r}",
                 request=response.request,
             )
+            # The server chose it: a retry gets the same (for a POST, a replayed) answer.
+            error._retryable = False  # type: ignore[attr-defined]
+            raise error
         decoder = zlib.decompressobj(wbits=wbits)
     raw_total = 0
     parts: list[bytes] = []

@@ -1,0 +1,240 @@
+"""Matrix rows 19-21: cancellation mid-request, under pool contention (100 rounds of
+20 calls on a pool of 10) and during a backoff sleep, over real sockets, on asyncio and
+trio; through the blocking facade with a real Ctrl-C (SIGINT) and with deadlines."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import anyio
+import pytest
+
+from codat_commerce_async import APITimeoutError, CallEvent, SyncClient, SyncSummary
+from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
+
+from ..conftest import CANARY_KEY
+from ._harness import (
+    CANARY,
+    FAST,
+    eventually,
+    fake_records,
+    open_api,
+    pool_state,
+    record_figures,
+    wait_until,
+)
+from ._interrupt import ctrl_c_when
+from ._sockets import MisbehavingServer, answer, hang
+
+BOTH_LOOPS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+
+
+def _company() -> str:
+    return str(uuid.uuid4())
+
+
+# -- row 19: cancel mid-request ----------------------------------------------------------
+
+
+@BOTH_LOOPS
+@pytest.mark.anyio
+async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingServer) -> None:
+    server.then(hang())
+    async with open_api("async", base_url=server.url) as api:
+        started = time.monotonic()
+        with anyio.move_on_after(0.2) as scope:
+            await api.request_sync(_company())
+        assert scope.cancelled_caught  # a cancellation, never wrapped in an SDK error
+        assert time.monotonic() - started < 0.35
+        await anyio.sleep(0.3)
+        assert server.requests == 1  # no further attempt
+        # Hooks hear of it (a tracer must close its span), as the loop's own cancellation.
+        (finished,) = api.kinds("call_finished")
+        assert isinstance(finished.error, anyio.get_cancelled_exc_class())
+        with anyio.fail_after(1.0):
+            await api.request_sync(_company())
+        _, active, queued = pool_state(api.client)
+        assert active == 0 and queued == 0
+
+
+@pytest.mark.anyio
+async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
+    fake: FakeCodat, fake_server: FakeCodatServer
+) -> None:
+    company, key = _company(), str(uuid.uuid4())
+    fake.faults.script(Fault.latency(0.3, stage="after_sync"), company_id=company)
+    async with open_api("async", base_url=fake_server.base_url) as api:
+        with anyio.move_on_after(0.1):
+            await api.request_sync(company, idempotency_key=key)
+        assert fake.syncs_started(company) == 1  # it ran, although we cancelled
+        raw = await api.raw_request_sync(company, idempotency_key=key)  # retry, same key
+    assert await eventually(lambda: len(fake_records(fake, company)) == 2)
+    assert raw.parsed.commerce_sync_id == fake.syncs[0].commerce_sync_id
+    assert fake.syncs_started(company) == 1
+
+
+def test_row19_ctrl_c_in_a_blocking_call(server: MisbehavingServer) -> None:
+    server.then(hang())
+    reached = threading.Event()
+    with SyncClient(api_key=CANARY_KEY, base_url=server.url, retry_policy=FAST) as client:
+        with ctrl_c_when(reached) as ctrl_c:
+            threading.Thread(
+                target=lambda: reached.set() if wait_until(lambda: server.requests == 1) else None
+            ).start()
+            with pytest.raises(KeyboardInterrupt):
+                client.sync.request_sync(_company())
+        assert ctrl_c.raised_at is not None and ctrl_c.fired_at is not None
+        assert ctrl_c.raised_at - ctrl_c.fired_at < 0.1  # at once
+        time.sleep(0.3)
+        assert server.requests == 1  # the call was cancelled on the loop too
+        started = time.monotonic()
+        assert isinstance(client.sync.request_sync(_company()), SyncSummary)
+        assert time.monotonic() - started < 1.0
+        assert pool_state(client._async)[1:] == (0, 0)
+    assert not any(t.name == "codat-commerce-async-loop" for t in threading.enumerate())
+
+
+# -- row 20: cancel under pool contention -------------------------------------------------
+
+
+@BOTH_LOOPS
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_row20_cancellation_stress_leaves_the_pool_usable(
+    anyio_backend: str, fake: FakeCodat, fake_server: FakeCodatServer
+) -> None:
+    # encode/httpcore#1093: cancelling requests queued inside httpcore for a connection
+    # still being opened leaves ghost connections and every later call hits PoolTimeout.
+    # The SDK's in-flight cap (= pool size) keeps the queue on our side, where it is safe.
+    fake.faults.randomly(Fault.latency(0.002), 0.5)
+    rng = random.Random(20)
+    sent_after_cancel = 0
+    cancelled_calls = 0
+    cancel_at = float("inf")
+
+    def on_event(event: CallEvent) -> None:
+        nonlocal sent_after_cancel
+        if event.kind == "request_sent" and time.monotonic() > cancel_at:
+            sent_after_cancel += 1
+
+    async with open_api(
+        "async",
+        base_url=fake_server.base_url,
+        max_concurrency=10,
+        event_hooks=[on_event],
+        record_events=False,
+    ) as api:
+        started = time.monotonic()
+        for round_number in range(100):
+            done = 0
+
+            async def one() -> None:
+                nonlocal done
+                await api.request_sync(_company())
+                done += 1
+
+            cancel_at = float("inf")
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one)
+                # Rounds alternate: cancel before anything is sent, or mid-flight.
+                await anyio.sleep(0 if round_number % 2 == 0 else rng.uniform(0.0, 0.004))
+                cancel_at = time.monotonic()
+                tg.cancel_scope.cancel()
+            cancel_at = float("inf")
+            cancelled_calls += 20 - done
+        stress_time = time.monotonic() - started
+        connections, active, queued = pool_state(api.client)
+        assert active == 0 and queued == 0
+        next_started = time.monotonic()
+        with anyio.fail_after(1.0):
+            await api.request_sync(_company())
+        next_call = time.monotonic() - next_started
+    assert sent_after_cancel == 0
+    assert cancelled_calls > 1000  # the rounds really did cancel work in flight
+    record_figures(
+        f"cancellation_{anyio_backend}",
+        rounds=100,
+        calls_per_round=20,
+        pool=10,
+        calls_cancelled=cancelled_calls,
+        attempts_after_cancel=sent_after_cancel,
+        active_connections_after=active,
+        queued_in_httpcore_after=queued,
+        idle_connections_after=connections,
+        next_call_ms=round(next_call * 1000, 1),
+        stress_s=round(stress_time, 2),
+    )
+
+
+def test_row20_blocking_calls_cut_by_deadlines_under_contention(
+    fake: FakeCodat, fake_server: FakeCodatServer
+) -> None:
+    # Threads cannot be cancelled; the facade's representative case is many calls cut
+    # short by their deadline (a cancel scope on the loop) while the pool is contended.
+    fake.faults.randomly(Fault.latency(0.05), 1.0)
+    with (
+        SyncClient(
+            api_key=CANARY_KEY,
+            base_url=fake_server.base_url,
+            max_concurrency=10,
+            deadline=0.02,
+            retry_policy=FAST,
+        ) as client,
+        ThreadPoolExecutor(20) as pool,
+    ):
+        for _ in range(5):
+            futures = [pool.submit(client.sync.request_sync, _company()) for _ in range(20)]
+            for future in futures:
+                error = future.exception()
+                assert isinstance(error, APITimeoutError) and error.phase == "deadline"
+                CANARY.scan_exception(error, "blocking deadline")
+        fake.faults.clear()
+        started = time.monotonic()
+        client.with_options(deadline=5).sync.request_sync(_company())
+        assert time.monotonic() - started < 1.0
+        assert pool_state(client._async)[1:] == (0, 0)
+
+
+# -- row 21: cancel during a backoff sleep ------------------------------------------------
+
+
+@BOTH_LOOPS
+@pytest.mark.anyio
+async def test_row21_cancel_during_backoff_stops_at_once(server: MisbehavingServer) -> None:
+    server.always(answer(503, b"", {"Retry-After": "3"}))
+    sleeping = anyio.Event()
+
+    def on_event(event: CallEvent) -> None:
+        if event.kind == "retry_scheduled":
+            sleeping.set()
+
+    async with open_api("async", base_url=server.url, event_hooks=[on_event]) as api:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(api.request_sync, _company())
+            await sleeping.wait()
+            cancelled = time.monotonic()
+            tg.cancel_scope.cancel()
+        assert time.monotonic() - cancelled < 0.05
+        await anyio.sleep(0.3)
+    assert server.requests == 1  # the attempt count did not move
+
+
+def test_row21_ctrl_c_during_a_blocking_backoff(server: MisbehavingServer) -> None:
+    server.always(answer(503, b"", {"Retry-After": "3"}))
+    sleeping = threading.Event()
+    with SyncClient(
+        api_key=CANARY_KEY,
+        base_url=server.url,
+        retry_policy=FAST,
+        event_hooks=[lambda e: sleeping.set() if e.kind == "retry_scheduled" else None],
+    ) as client:
+        with ctrl_c_when(sleeping) as ctrl_c, pytest.raises(KeyboardInterrupt):
+            client.sync.request_sync(_company())
+        assert ctrl_c.raised_at is not None
+        time.sleep(0.3)
+        assert server.requests == 1
