@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -93,7 +94,7 @@ class _Core:
         self,
         *,
         http: httpx.AsyncClient,
-        owns_http: bool,
+        transport: httpx.AsyncBaseTransport | None,
         base_url: httpx.URL,
         auth_header: str,
         headers: dict[str, str],
@@ -101,15 +102,15 @@ class _Core:
         max_response_size: int,
         hooks: tuple[EventHook, ...] = (),
         retry_budget: RetryBudget | None = None,
-        rebuild: Callable[[], httpx.AsyncClient] | None = None,
+        rebuild: Callable[[], tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]] | None = None,
         requests_per_minute: float | None = None,
     ) -> None:
-        self.http = http
         self.hooks = hooks
         self.retry_budget = retry_budget
         self.rebuild = rebuild
         self.pid = os.getpid()
-        self.owns_http = owns_http
+        self.owns_http = transport is not None
+        self._use_pool(http, transport)
         self.base_url = base_url
         self.url_prefix = str(base_url)
         self.headers = headers
@@ -172,17 +173,30 @@ class _Core:
                 "inside your app's lifespan), or use the blocking SyncClient."
             )
 
+    def _use_pool(
+        self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None
+    ) -> None:
+        self.http = http
+        # Our own pool: call its transport directly. httpx.AsyncClient.send adds auth,
+        # redirect, cookie and hook handling we never want, at ~40% of the CPU of a call.
+        # A borrowed client keeps its own send (its mounts, proxies and event hooks).
+        self.send: Callable[[httpx.Request], Awaitable[httpx.Response]] = (
+            transport.handle_async_request
+            if transport is not None
+            else functools.partial(http.send, stream=True, follow_redirects=False, auth=None)
+        )
+
     def _after_fork(self) -> None:
         """In a forked child, never touch the parent's sockets: start a fresh pool
-        (when the pool is ours) or refuse (when it was passed in)."""
+        (when the SDK built it) or refuse (when it was passed in)."""
         if self.rebuild is None:
             raise RuntimeError(
                 "this AsyncSyncClient was created in another process (before os.fork()) "
-                "with your own http_client; create the client (and its http_client) in "
-                "the child process"
+                "with your own http_client or transport; create the client (and its "
+                "transport) in the child process"
             )
         # The parent's pool is abandoned, not closed: closing would end its connections.
-        self.http = self.rebuild()
+        self._use_pool(*self.rebuild())
         self.limiter = anyio.Semaphore(self.max_concurrency)
         self.gate_until = 0.0
         self.triggers_in_flight = {}
@@ -299,6 +313,7 @@ class AsyncSyncClient:
         ).with_overrides(retry_policy=retry_policy if retry_policy is not None else NOT_GIVEN)
         concurrency = positive_int("max_concurrency", max_concurrency)
         size_cap = positive_int("max_response_size", max_response_size)
+        rebuild = None
         if http_client is not None:
             if transport is not None or verify is not None:
                 raise ConfigurationError(
@@ -310,10 +325,17 @@ class AsyncSyncClient:
             pool = _pool_size(http_client)
             if pool is not None:
                 concurrency = min(concurrency, pool)
-            http, rebuild = http_client, None
+            http, own_transport = http_client, None
+        elif transport is not None:
+            if verify is not None:
+                raise ConfigurationError(
+                    "verify= configures the SDK's own transport; with transport= set TLS "
+                    "options on your transport"
+                )
+            http, own_transport = _pool_client(transport, settings.timeout), transport
         else:
-            rebuild = _client_factory(transport, concurrency, settings.timeout, verify)
-            http = rebuild()
+            rebuild = _pool_factory(concurrency, settings.timeout, verify)
+            http, own_transport = rebuild()
         headers = {
             "Authorization": auth,
             "Accept": "application/json",
@@ -324,7 +346,7 @@ class AsyncSyncClient:
         }
         self._core = _Core(
             http=http,
-            owns_http=rebuild is not None,
+            transport=own_transport,
             base_url=url,
             auth_header=auth,
             headers=headers,
@@ -485,9 +507,7 @@ class AsyncSyncClient:
         try:
             result = await attempt()
         except APIError as exc:
-            if call.max_retries == 0 or not is_retryable(
-                exc, attempt=1, idempotent=op.idempotent
-            ):
+            if call.max_retries == 0 or not is_retryable(exc, attempt=1, idempotent=op.idempotent):
                 raise
             first_failure: APIError | None = exc
         else:
@@ -626,7 +646,7 @@ class AsyncSyncClient:
                 core.emit(self._event("request_sent", op, key, number, started))
             try:
                 response, body = await send_attempt(
-                    core.http,
+                    core.send,
                     request,
                     max_response_size=core.max_response_size,
                     time_limit=limit,
@@ -661,7 +681,6 @@ class AsyncSyncClient:
         ):
             core.gate_until = max(core.gate_until, core.clock() + error.retry_after)
         raise error
-
 
     async def _wait_at_gate(self, remaining: Callable[[], float | None]) -> None:
         """Sleep while the client-wide 429 gate is closed (never past the deadline)."""
@@ -700,11 +719,9 @@ class AsyncSyncClient:
     ) -> None:
         """Take an in-flight slot, waiting no longer than the call's deadline allows."""
         limiter = self._core.limiter
-        try:
-            limiter.acquire_nowait()  # the common case: a free slot, no cancel scope
-            return
-        except anyio.WouldBlock:
-            pass
+        # No acquire_nowait() shortcut: with one, cancelling 20 calls queued on a pool
+        # of 10 left httpcore's pool stuck in half the runs of
+        # tests/test_hygiene.py::test_cancelling_under_pool_contention (#1093's symptom).
         left = remaining()
         if left is None:
             await limiter.acquire()
@@ -778,12 +795,18 @@ def _check_budget(budget: RetryBudget | NotGiven | None) -> RetryBudget | None:
     return budget
 
 
-def _client_factory(
-    transport: httpx.AsyncBaseTransport | None,
+def _pool_client(transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    # The client only owns the transport's lifecycle; requests go to the transport.
+    return httpx.AsyncClient(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+    )
+
+
+def _pool_factory(
     concurrency: int,
     timeout: httpx.Timeout,
     verify: ssl.SSLContext | str | os.PathLike[str] | None,
-) -> Callable[[], httpx.AsyncClient]:
+) -> Callable[[], tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]]:
     """How the SDK builds its own pool (again after a fork): sized to the in-flight
     cap so requests never queue inside httpcore (encode/httpcore#1093)."""
     tls = resolve_verify(verify)
@@ -793,14 +816,8 @@ def _client_factory(
         keepalive_expiry=30.0,
     )
 
-    def build() -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=transport,
-            limits=limits,
-            timeout=timeout,
-            verify=tls,
-            follow_redirects=False,
-            trust_env=False,
-        )
+    def build() -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]:
+        transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, trust_env=False)
+        return _pool_client(transport, timeout), transport
 
     return build

@@ -14,7 +14,7 @@ import datetime
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import anyio
 import httpx
@@ -33,7 +33,7 @@ _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "defla
 
 
 async def send_attempt(
-    http: httpx.AsyncClient,
+    send: Callable[[httpx.Request], Awaitable[httpx.Response]],
     request: httpx.Request,
     *,
     max_response_size: int,
@@ -41,7 +41,8 @@ async def send_attempt(
     limit_phase: str,
     secrets: Sequence[str],
 ) -> tuple[httpx.Response, bytes]:
-    """Send ``request`` once and return the response with its (decoded) body.
+    """Send ``request`` once with ``send`` (a transport's ``handle_async_request``, or a
+    client's ``send``) and return the streamed response with its (decoded) body.
 
     ``time_limit`` bounds the whole attempt in wall-clock seconds; ``limit_phase``
     names the bound (``"attempt"`` or ``"deadline"``) in the timeout error.
@@ -50,8 +51,8 @@ async def send_attempt(
     withheld: APIConnectionError | None = None
     try:
         with anyio.fail_after(time_limit):
-            # auth=None: an injected client's own auth must never replace ours.
-            response = await http.send(request, stream=True, follow_redirects=False, auth=None)
+            response = await send(request)
+            response.request = request  # a transport's response does not know it
             try:
                 body = await read_body(response, max_response_size)
             finally:

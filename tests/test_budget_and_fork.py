@@ -95,18 +95,38 @@ def _in_child(fn) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_owned_pool_is_rebuilt_in_a_forked_child() -> None:
-    codat = ScriptedCodat()
-    client = AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat))
-    asyncio.run(client.sync.request_sync(COMPANY))
-    parent_http = client._core.http
+    from ._loopback import loopback_server
+
+    with loopback_server() as server:
+        client = AsyncSyncClient(api_key=CANARY_KEY, base_url=server.url)
+        loop = asyncio.new_event_loop()  # the parent's pooled connection belongs to it
+        loop.run_until_complete(client.sync.request_sync(COMPANY))
+        parent_http = client._core.http
+
+        def child() -> int:
+            asyncio.run(client.sync.request_sync(COMPANY))  # a fresh loop and a fresh pool
+            return 0 if client._core.http is not parent_http else 3
+
+        assert _in_child(child) == 0
+        assert client._core.http is parent_http and not parent_http.is_closed
+        assert server.request_count == 2
+        loop.run_until_complete(client.aclose())
+        loop.close()
+
+
+def test_a_user_transport_refuses_in_a_forked_child() -> None:
+    # The SDK cannot rebuild a transport it did not make, and reusing it would share
+    # the parent's sockets.
+    client = AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(ScriptedCodat()))
 
     def child() -> int:
-        asyncio.run(client.sync.request_sync(COMPANY))  # a fresh loop and a fresh pool
-        return 0 if client._core.http is not parent_http else 3
+        try:
+            asyncio.run(client.sync.request_sync(COMPANY))
+        except RuntimeError as exc:
+            return 0 if "os.fork()" in str(exc) else 4
+        return 5
 
     assert _in_child(child) == 0
-    assert client._core.http is parent_http and not parent_http.is_closed
-    client._core.loop = None
     asyncio.run(client.aclose())
 
 
