@@ -60,7 +60,8 @@ CLIENTS: tuple[ClientSpec, ...] = (
     ClientSpec("b", "httpx_pool8", "raw httpx, pool 8 (+pydantic)", "raw"),
     ClientSpec("c", "aiohttp_pydantic", "raw aiohttp + pydantic", "raw"),
     ClientSpec("d", "aiohttp_raw", "raw aiohttp, no validation", "raw"),
-    ClientSpec("e", "sdk_async", "AsyncSyncClient (httpx default)", "ours"),
+    ClientSpec("e", "sdk_async", "AsyncSyncClient (default install)", "ours"),
+    ClientSpec("j", "sdk_async_pool64", "AsyncSyncClient (httpx, max_concurrency=64)", "ours"),
     ClientSpec(
         "f", "sdk_aiohttp", "AsyncSyncClient + AiohttpTransport", "ours", needs_transport=True
     ),

@@ -24,19 +24,28 @@ def retries(opts: Options) -> int:
 
 def async_factory(
     transport: Callable[[int], httpx.AsyncBaseTransport] | None = None,
+    *,
+    size_to_load: bool = False,
 ) -> AsyncFactory:
-    """``AsyncSyncClient`` with its default httpx transport, or ``transport(concurrency)``."""
+    """``AsyncSyncClient`` as a user would configure it.
+
+    With the default httpx transport the client keeps its default in-flight cap (the
+    64 workers queue inside the SDK); with ``transport(concurrency)`` (the aiohttp
+    transport) or ``size_to_load=True`` the cap is raised to the number of workers.
+    """
 
     @asynccontextmanager
     async def open_client(opts: Options) -> AsyncIterator[AsyncCall]:
         from codat_commerce_async import AsyncSyncClient
 
+        sized = transport is not None or size_to_load
+        extra = {"max_concurrency": opts.concurrency} if sized else {}
         async with AsyncSyncClient(
             api_key=API_KEY,
             base_url=opts.url,
-            max_concurrency=opts.concurrency,
             max_retries=retries(opts),
             transport=None if transport is None else transport(opts.concurrency),
+            **extra,  # type: ignore[arg-type]
         ) as client:
 
             async def call(company_id: str) -> bool:
