@@ -94,37 +94,37 @@ class _LoopThread:
             )
         if self.in_loop_thread():
             raise RuntimeError("a SyncClient cannot be called from its own event loop thread")
-        # A plain task started with call_soon_threadsafe, not portal.start_task_soon: the
-        # portal's per-call task-group machinery more than doubled the cost of a call.
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        # A plain task started with call_soon_threadsafe and a bare lock to wait on: the
+        # portal's per-call task group and a concurrent Future more than doubled the
+        # cost of a call; what is left is the two thread wake-ups.
+        done = threading.Lock()
+        done.acquire()
         started: list[asyncio.Task[T]] = []
 
+        def finish(task: asyncio.Task[T]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled():
+                task.exception()  # mark it retrieved: the caller may have gone (Ctrl-C)
+            done.release()
+
         def start() -> None:
-            if future.set_running_or_notify_cancel():
-                task: asyncio.Task[T] = self._loop.create_task(fn(*args, **kwargs))
-                started.append(task)
-                self._tasks.add(task)
-                task.add_done_callback(functools.partial(self._settle, future))
+            task: asyncio.Task[T] = self._loop.create_task(fn(*args, **kwargs))
+            started.append(task)
+            self._tasks.add(task)
+            task.add_done_callback(finish)
 
         self._loop.call_soon_threadsafe(start)
         try:
-            return future.result()
+            done.acquire()
         except BaseException:
-            # Ctrl-C (or any interruption) in the caller cancels the work on the loop too.
-            if not future.cancel():
-                self._loop.call_soon_threadsafe(lambda: started and started[0].cancel())
+            # Ctrl-C (or any interruption) in the caller cancels the work on the loop too;
+            # start() was queued first, so the task exists when this runs.
+            self._loop.call_soon_threadsafe(lambda: started[0].cancel())
             raise
-
-    def _settle(self, future: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
-        self._tasks.discard(task)
+        task = started[0]
         if task.cancelled():
-            future.set_exception(
-                concurrent.futures.CancelledError("the call was cancelled (client closed?)")
-            )
-        elif (error := task.exception()) is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(task.result())
+            raise concurrent.futures.CancelledError("the call was cancelled (client closed?)")
+        return task.result()
 
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread

@@ -113,7 +113,8 @@ class _Core:
         self._use_pool(http, transport)
         self.base_url = base_url
         self.url_prefix = str(base_url)
-        self.headers = headers
+        # Normalised once; each call copies it (a list copy) and adds its key.
+        self.headers = httpx.Headers(headers)
         self.secrets = _secret_forms(auth_header)
         self.max_concurrency = max_concurrency
         self.max_response_size = max_response_size
@@ -458,7 +459,9 @@ class AsyncSyncClient:
         core.check_usable()
         call = settings or self._settings
         key = None if op.idempotent else (idempotency_key or _protocol.new_idempotency_key())
-        headers = core.headers if key is None else {**core.headers, "Idempotency-Key": key}
+        headers = core.headers.copy()
+        if key is not None:
+            headers["Idempotency-Key"] = key
         request = httpx.Request(
             op.method,
             core.url_prefix + op.path,

@@ -114,7 +114,12 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     raw_total = 0
     parts: list[bytes] = []
     size = 0
-    chunks = response.aiter_raw()
+    # The transport's own stream, not response.aiter_raw(): fewer generator layers, and
+    # httpx's download bookkeeping is not needed here.
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("the transport returned a synchronous response stream")
+    chunks = aiter(stream)
     try:
         async for chunk in chunks:
             raw_total += len(chunk)
