@@ -348,7 +348,7 @@ def client_python(
     if spec.group == "ours" and not sdk_ok:
         return None, f"the SDK core is not importable yet ({sdk_why})"
     if spec.needs_transport:
-        ok, why = probe(sys.executable, "import codat_commerce_async._transports.aiohttp")
+        ok, why = probe(sys.executable, "import codat_commerce_async.transports.aiohttp")
         if not ok:
             return None, f"the aiohttp transport is not importable ({why})"
     return sys.executable, ""

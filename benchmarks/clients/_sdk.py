@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
@@ -14,6 +15,15 @@ SYNC_TO = datetime(2024, 6, 30, tzinfo=timezone.utc)
 # The SDK's default of 2 retries loses ~0.3% of calls when 15% of answers fail;
 # the flaky profile checks that enough retries end with zero failures.
 FLAKY_RETRIES = 8
+
+
+def retry_policy() -> object:
+    """``CODAT_BENCH_BACKOFF_BASE=0.05`` runs our clients with a smaller backoff base, to
+    show how much of the flaky profile's cost is the (deliberate) 503 backoff."""
+    from codat_commerce_async import RetryPolicy
+
+    base = os.environ.get("CODAT_BENCH_BACKOFF_BASE")
+    return RetryPolicy() if base is None else RetryPolicy(backoff_base=float(base))
 
 
 def retries(opts: Options) -> int:
@@ -44,6 +54,7 @@ def async_factory(
             api_key=API_KEY,
             base_url=opts.url,
             max_retries=retries(opts),
+            retry_policy=retry_policy(),  # type: ignore[arg-type]
             transport=None if transport is None else transport(opts.concurrency),
             **extra,  # type: ignore[arg-type]
         ) as client:
@@ -62,7 +73,12 @@ def open_blocking(opts: Options) -> Iterator[BlockingCall]:
     """``SyncClient``: one call at a time."""
     from codat_commerce_async import SyncClient
 
-    with SyncClient(api_key=API_KEY, base_url=opts.url, max_retries=retries(opts)) as client:
+    with SyncClient(
+        api_key=API_KEY,
+        base_url=opts.url,
+        max_retries=retries(opts),
+        retry_policy=retry_policy(),  # type: ignore[arg-type]
+    ) as client:
 
         def call(company_id: str) -> bool:
             client.sync.request_sync(company_id, sync_to=SYNC_TO)

@@ -3,7 +3,7 @@
 Isolates the transport's cost from the SDK's.
 """
 
-from codat_commerce_async._transports import AiohttpTransport
+from codat_commerce_async.transports import AiohttpTransport
 
 from ._harness import run_async
 from ._httpx_raw import factory

@@ -1,6 +1,6 @@
 """(f) our AsyncSyncClient with ``transport=AiohttpTransport(limit=concurrency)``."""
 
-from codat_commerce_async._transports import AiohttpTransport
+from codat_commerce_async.transports import AiohttpTransport
 
 from ._harness import run_async
 from ._sdk import async_factory

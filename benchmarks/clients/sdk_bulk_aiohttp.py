@@ -1,6 +1,6 @@
 """(bulk) ``request_sync_many`` with ``transport=AiohttpTransport(limit=concurrency)``."""
 
-from codat_commerce_async._transports import AiohttpTransport
+from codat_commerce_async.transports import AiohttpTransport
 
 from .sdk_bulk import run_bulk
 

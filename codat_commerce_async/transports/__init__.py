@@ -1,7 +1,15 @@
-"""Optional httpx transports.
+"""Optional transports for :class:`~codat_commerce_async.AsyncSyncClient`.
 
-``AiohttpTransport`` needs the ``aiohttp`` extra; it is imported on first access so that
-importing this package never requires aiohttp.
+``AiohttpTransport`` (``pip install 'codat-commerce-async[aiohttp]'``, asyncio only) is
+several times faster than httpx's own transport under concurrency::
+
+    from codat_commerce_async.transports import AiohttpTransport
+
+    client = AsyncSyncClient(transport=AiohttpTransport(limit=64), max_concurrency=64)
+
+It is chosen explicitly, never automatically: an aiohttp that happens to be installed
+must not change how a client behaves, and it cannot run on trio (it says so clearly).
+It is imported on first access, so importing this package never requires aiohttp.
 """
 
 from __future__ import annotations

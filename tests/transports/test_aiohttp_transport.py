@@ -13,7 +13,7 @@ import aiohttp
 import httpx
 import pytest
 
-from codat_commerce_async._transports import AiohttpTransport
+from codat_commerce_async.transports import AiohttpTransport
 
 from ._loopback import GZIP_BODY, SUMMARY, LoopbackServer
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from codat_commerce_async import APITimeoutError, APITLSError, AsyncSyncClient, SyncSummary
-from codat_commerce_async._transports import AiohttpTransport
+from codat_commerce_async.transports import AiohttpTransport
 
 from ._loopback import LoopbackServer
 
