@@ -355,25 +355,10 @@ class RateLimitError(APIStatusError):
 
     retry_after: float | None
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        response: httpx.Response,
-        body: bytes = b"",
-        error: ErrorMessage | None = None,
-        idempotency_key: str | None = None,
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(
-            message,
-            response=response,
-            body=body,
-            error=error,
-            idempotency_key=idempotency_key,
-            attempts=attempts,
-        )
-        self.retry_after = parse_retry_after(response.headers.get("retry-after"))
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # Parsed once: an HTTP-date would otherwise mean less each time it was read.
+        self.retry_after = parse_retry_after(self.response.headers.get("retry-after"))
 
 
 class InternalServerError(APIStatusError):
