@@ -158,6 +158,9 @@ class APIConnectionError(APIError):
     """
 
     request_sent: bool
+    # False when another attempt would fail the same way (the request could not be
+    # built, or the server chose an encoding we refuse); read by the retry classifier.
+    _retryable: bool = True
 
     def __init__(
         self,

@@ -73,7 +73,7 @@ def is_retryable(exc: BaseException | None, *, attempt: int, idempotent: bool) -
     if isinstance(exc, APITimeoutError) and exc.phase == "deadline":
         return False
     if isinstance(exc, APIConnectionError):
-        return getattr(exc, "_retryable", True)
+        return exc._retryable
     return False
 
 

@@ -108,7 +108,7 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
                 request=response.request,
             )
             # The server chose it: a retry gets the same (for a POST, a replayed) answer.
-            error._retryable = False  # type: ignore[attr-defined]
+            error._retryable = False
             raise error
         decoder = zlib.decompressobj(wbits=wbits)
     raw_total = 0
@@ -231,7 +231,7 @@ def translate_transport_error(
         error = APIConnectionError(
             f"the request could not be sent: {detail}", request=request, request_sent=False
         )
-        error._retryable = False  # type: ignore[attr-defined]
+        error._retryable = False
         return error
     if isinstance(exc, httpx.TransportError):
         return APIConnectionError(
@@ -249,5 +249,5 @@ def translate_transport_error(
     error = APIConnectionError(
         f"the transport failed: {type(exc).__name__}: {detail}", request=request
     )
-    error._retryable = False  # type: ignore[attr-defined]
+    error._retryable = False
     return error
