@@ -10,9 +10,10 @@
 ``SyncClient`` offers the same methods for blocking code.
 """
 
-from ._blocking import BlockingBulkRun, SyncClient
-from ._bulk import BulkProgress, BulkResult, BulkRun
+from ._blocking import SyncClient
+from ._bulk import BlockingBulkRun, BulkProgress, BulkResult, BulkRun
 from ._client import AsyncSyncClient
+from ._clock import Clock, SystemClock
 from ._config import (
     DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_BASE_URL,
@@ -59,7 +60,7 @@ from ._models import (
     SyncSummary,
 )
 from ._response import APIResponse
-from ._retry import RetryBudget
+from ._retry import RetryBudget, is_retryable, may_resend_with_new_key
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
@@ -86,6 +87,7 @@ __all__ = [
     "BulkResult",
     "BulkRun",
     "CallEvent",
+    "Clock",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",
@@ -110,8 +112,11 @@ __all__ = [
     "SyncDateRange",
     "SyncState",
     "SyncSummary",
+    "SystemClock",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
     "__version__",
+    "is_retryable",
+    "may_resend_with_new_key",
 ]

@@ -1,6 +1,8 @@
-"""One attempt: send, read the body within bounds, and translate lower-layer errors.
+"""The httpx seam: build a request, send it once, read the body within bounds, and
+translate lower-layer errors.
 
-This is the only place that touches the transport. It guarantees that:
+This is the only module that touches httpx's requests, responses, transports and
+errors (a second HTTP library plugs in here). It guarantees that:
 - nothing but our own exception types leaves it (cancellation aside);
 - a body above the size cap, raw or decompressed, is refused without buffering it,
   and its connection is closed rather than returned to the pool;
@@ -14,7 +16,7 @@ import datetime
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import anyio
 import httpx
@@ -27,9 +29,133 @@ from ._exceptions import (
     ResponseTooLargeError,
 )
 
-__all__ = ["read_body", "send_attempt", "translate_transport_error"]
+__all__ = [
+    "HttpPool",
+    "RequestTemplate",
+    "read_body",
+    "send_attempt",
+    "translate_transport_error",
+]
 
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class HttpPool:
+    """The connection pool a client sends through: one the SDK builds (and rebuilds
+    after a fork), the caller's ``transport`` under an SDK-built client, or the
+    caller's own ``httpx.AsyncClient`` (never closed here)."""
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient | None,
+        transport: httpx.AsyncBaseTransport | None,
+        verify: ssl.SSLContext | bool,
+        timeout: httpx.Timeout,
+        max_connections: int,
+    ) -> None:
+        self._rebuild: Callable[[], httpx.AsyncBaseTransport] | None = None
+        self.owned = http_client is None
+        if http_client is not None:
+            self._use(http_client, None)
+            return
+        if transport is None:
+            limits = httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=30.0,
+            )
+
+            def build() -> httpx.AsyncBaseTransport:
+                return httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
+
+            self._rebuild = build
+            transport = build()
+        self._timeout = timeout
+        self._use(_owning_client(transport, timeout), transport)
+
+    def _use(self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.http = http
+        # Our own pool: call its transport directly. httpx.AsyncClient.send adds auth,
+        # redirect, cookie and hook handling we never want, at ~40% of the CPU of a call.
+        # A borrowed client keeps its own send (its mounts, proxies and event hooks).
+        self.send: Send = (
+            transport.handle_async_request
+            if transport is not None
+            else _client_send(http)
+        )
+
+    @staticmethod
+    def is_http_client(value: object) -> bool:
+        return isinstance(value, httpx.AsyncClient)
+
+    def max_connections(self) -> int | None:
+        """Best effort: the connection limit of a borrowed client's default transport."""
+        # httpx has no public accessor for a client's limits: read its transport's pool.
+        pool = getattr(getattr(self.http, "_transport", None), "_pool", None)
+        size = getattr(pool, "_max_connections", None)
+        return size if isinstance(size, int) and size > 0 else None
+
+    def rebuild(self) -> bool:
+        """A fresh pool after a fork (the parent's is abandoned, not closed: closing
+        would end its connections). False when the pool is the caller's."""
+        if self._rebuild is None:
+            return False
+        transport = self._rebuild()
+        self._use(_owning_client(transport, self._timeout), transport)
+        return True
+
+    async def aclose(self) -> None:
+        if self.owned:
+            await self.http.aclose()
+
+
+def _client_send(http: httpx.AsyncClient) -> Send:
+    async def send(request: httpx.Request) -> httpx.Response:
+        return await http.send(request, stream=True, follow_redirects=False, auth=None)
+
+    return send
+
+
+def _owning_client(
+    transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout
+) -> httpx.AsyncClient:
+    # The client only owns the transport's lifecycle; requests go to the transport.
+    return httpx.AsyncClient(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+    )
+
+
+class RequestTemplate:
+    """What every request of a client carries: the URL prefix and the headers."""
+
+    __slots__ = ("headers", "url_prefix")
+
+    def __init__(self, base_url: str, headers: Mapping[str, str]) -> None:
+        self.url_prefix = base_url
+        # Normalised once; each request copies it (a list copy) and adds its key.
+        self.headers = httpx.Headers(headers)
+
+    def build(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        idempotency_key: str | None,
+        timeout: httpx.Timeout,
+    ) -> httpx.Request:
+        headers = self.headers.copy()
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return httpx.Request(
+            method,
+            self.url_prefix + path,
+            headers=headers,
+            content=body,
+            extensions={"timeout": timeout.as_dict()},
+        )
 
 
 async def send_attempt(
@@ -76,8 +202,12 @@ async def send_attempt(
         # Raised outside the handler, so that not even ``__context__`` keeps the
         # lower-layer exception whose message quoted a credential.
         raise withheld
-    response._content = body  # so response.content / .json() work for raw access
-    if not hasattr(response, "_elapsed"):  # in-memory transports never set it
+    # httpx has no public way to attach a body read outside it; this makes
+    # response.content / .json() work for raw access.
+    response._content = body
+    try:
+        response.elapsed  # noqa: B018 - set by httpx's own transports
+    except RuntimeError:  # in-memory transports never set it
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
     return response, body
 
@@ -103,13 +233,12 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     if coding and coding != "identity":
         wbits = _ENCODINGS.get(coding)
         if wbits is None:
-            error = APIConnectionError(
+            raise APIConnectionError(
                 f"Codat's response uses an unsupported content encoding {coding[:40]!r}",
                 request=response.request,
+                # The server chose it: a retry gets the same (for a POST, a replayed) answer.
+                not_retried_because="Codat chose a content encoding the SDK refuses",
             )
-            # The server chose it: a retry gets the same (for a POST, a replayed) answer.
-            error._retryable = False
-            raise error
         decoder = zlib.decompressobj(wbits=wbits)
     raw_total = 0
     parts: list[bytes] = []
@@ -228,11 +357,12 @@ def translate_transport_error(
             f"could not connect to Codat: {detail}", request=request, request_sent=False
         )
     if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
-        error = APIConnectionError(
-            f"the request could not be sent: {detail}", request=request, request_sent=False
+        return APIConnectionError(
+            f"the request could not be sent: {detail}",
+            request=request,
+            request_sent=False,
+            not_retried_because="the request itself is invalid; it would fail the same way",
         )
-        error._retryable = False
-        return error
     if isinstance(exc, httpx.TransportError):
         return APIConnectionError(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
@@ -246,8 +376,8 @@ def translate_transport_error(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
         )
     # Anything else comes from a custom transport or an in-process app: not ours to retry.
-    error = APIConnectionError(
-        f"the transport failed: {type(exc).__name__}: {detail}", request=request
+    return APIConnectionError(
+        f"the transport failed: {type(exc).__name__}: {detail}",
+        request=request,
+        not_retried_because="the error came from a custom transport, not the network",
     )
-    error._retryable = False
-    return error

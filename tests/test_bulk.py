@@ -29,7 +29,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, Fault
 
-from ._autojump import AutojumpClock, install_autojump
+from ._autojump import AutojumpClock
 from .conftest import CANARY_KEY, SUMMARY, ScriptedCodat, error_body
 
 _COMPANY_RE = re.compile(r"/companies/([0-9a-f-]{36})/")
@@ -305,8 +305,7 @@ async def test_a_429_pauses_every_worker_until_retry_after(codat: ScriptedCodat)
         return summary_for(request)
 
     codat.default = handler
-    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
-        install_autojump(client, clock)
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat), clock=clock) as client:
         async with clock.running():
             run = client.sync.request_sync_many(ids(40), concurrency=5, requests_per_minute=600)
             async with run as results:
@@ -359,8 +358,7 @@ async def test_rate_limit_covers_triggers_polls_and_other_calls(codat: ScriptedC
         return httpx.Response(200, json={"companyId": company, "syncStatusCode": code})
 
     codat.default = handler
-    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
-        install_autojump(client, clock)
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat), clock=clock) as client:
         other = ids(1)[0]
 
         async def meanwhile() -> None:

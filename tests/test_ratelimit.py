@@ -17,7 +17,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async._ratelimit import RateLimiter
 
-from ._autojump import AutojumpClock, install_autojump
+from ._autojump import AutojumpClock
 from .conftest import CANARY_KEY, COMPANY, FakeClock, ScriptedCodat
 
 
@@ -166,10 +166,9 @@ def test_run_limiters_stack_and_unstack_in_any_order() -> None:
 @pytest.mark.anyio
 async def test_the_limiter_follows_a_clock_installed_later(codat: ScriptedCodat) -> None:
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), requests_per_minute=60
+        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), requests_per_minute=60, clock=clock
     ) as client:
         clock = AutojumpClock()
-        install_autojump(client, clock)
         async with clock.running():
             for _ in range(3):
                 await client.sync.get_latest_sync(COMPANY)

@@ -91,12 +91,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     yield
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio by default here; tests that matter on trio parametrize it themselves."""
-    return "asyncio"
-
-
 @pytest.fixture(params=MODES)
 def mode(request: pytest.FixtureRequest) -> str:
     """Every matrix test runs through the async client and the blocking facade."""

@@ -29,11 +29,11 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
-from ..conftest import CANARY_KEY
+from ..conftest import ASYNCIO_ONLY, CANARY_KEY
 from ._fake_process import RemoteFake
 from ._harness import CANARY, open_api, pool_state, record_figures
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, ASYNCIO_ONLY]
 
 LOAD_POLICY = RetryPolicy(
     backoff_base=0.01, backoff_cap=0.1, max_retry_after=1.0, retry_after_jitter=0.1

@@ -16,7 +16,7 @@ import pytest
 from codat_commerce_async import APITimeoutError, CallEvent, SyncClient, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
-from ..conftest import CANARY_KEY
+from ..conftest import ASYNCIO_ONLY, CANARY_KEY, new_company
 from ._harness import (
     CANARY,
     FAST,
@@ -30,24 +30,16 @@ from ._harness import (
 from ._interrupt import ctrl_c_when
 from ._sockets import MisbehavingServer, answer, hang
 
-BOTH_LOOPS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-
-
-def _company() -> str:
-    return str(uuid.uuid4())
-
-
 # -- row 19: cancel mid-request ----------------------------------------------------------
 
 
-@BOTH_LOOPS
-@pytest.mark.anyio
+@pytest.mark.anyio  # on asyncio and trio
 async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingServer) -> None:
     server.then(hang())
     async with open_api("async", base_url=server.url) as api:
         started = time.monotonic()
         with anyio.move_on_after(0.2) as scope:
-            await api.request_sync(_company())
+            await api.request_sync(new_company())
         assert scope.cancelled_caught  # a cancellation, never wrapped in an SDK error
         assert time.monotonic() - started < 0.35
         await anyio.sleep(0.3)
@@ -56,16 +48,17 @@ async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingSe
         (finished,) = api.kinds("call_finished")
         assert isinstance(finished.error, anyio.get_cancelled_exc_class())
         with anyio.fail_after(1.0):
-            await api.request_sync(_company())
+            await api.request_sync(new_company())
         _, active, queued = pool_state(api.client)
         assert active == 0 and queued == 0
 
 
 @pytest.mark.anyio
+@ASYNCIO_ONLY
 async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
     fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company, key = _company(), str(uuid.uuid4())
+    company, key = new_company(), str(uuid.uuid4())
     fake.faults.script(Fault.latency(0.3, stage="after_sync"), company_id=company)
     async with open_api("async", base_url=fake_server.base_url) as api:
         with anyio.move_on_after(0.1):
@@ -86,13 +79,13 @@ def test_row19_ctrl_c_in_a_blocking_call(server: MisbehavingServer) -> None:
                 target=lambda: reached.set() if wait_until(lambda: server.requests == 1) else None
             ).start()
             with pytest.raises(KeyboardInterrupt):
-                client.sync.request_sync(_company())
+                client.sync.request_sync(new_company())
         assert ctrl_c.raised_at is not None and ctrl_c.fired_at is not None
         assert ctrl_c.raised_at - ctrl_c.fired_at < 0.1  # at once
         time.sleep(0.3)
         assert server.requests == 1  # the call was cancelled on the loop too
         started = time.monotonic()
-        assert isinstance(client.sync.request_sync(_company()), SyncSummary)
+        assert isinstance(client.sync.request_sync(new_company()), SyncSummary)
         assert time.monotonic() - started < 1.0
         assert pool_state(client._async)[1:] == (0, 0)
     assert not any(t.name == "codat-commerce-async-loop" for t in threading.enumerate())
@@ -101,8 +94,7 @@ def test_row19_ctrl_c_in_a_blocking_call(server: MisbehavingServer) -> None:
 # -- row 20: cancel under pool contention -------------------------------------------------
 
 
-@BOTH_LOOPS
-@pytest.mark.anyio
+@pytest.mark.anyio  # on asyncio and trio
 @pytest.mark.slow
 async def test_row20_cancellation_stress_leaves_the_pool_usable(
     anyio_backend: str, fake: FakeCodat, fake_server: FakeCodatServer
@@ -134,7 +126,7 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
 
             async def one() -> None:
                 nonlocal done
-                await api.request_sync(_company())
+                await api.request_sync(new_company())
                 done += 1
 
             cancel_at = float("inf")
@@ -152,7 +144,7 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
         assert active == 0 and queued == 0
         next_started = time.monotonic()
         with anyio.fail_after(1.0):
-            await api.request_sync(_company())
+            await api.request_sync(new_company())
         next_call = time.monotonic() - next_started
     assert sent_after_cancel == 0
     assert cancelled_calls > 1000  # the rounds really did cancel work in flight
@@ -188,14 +180,14 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
         ThreadPoolExecutor(20) as pool,
     ):
         for _ in range(5):
-            futures = [pool.submit(client.sync.request_sync, _company()) for _ in range(20)]
+            futures = [pool.submit(client.sync.request_sync, new_company()) for _ in range(20)]
             for future in futures:
                 error = future.exception()
                 assert isinstance(error, APITimeoutError) and error.phase == "deadline"
                 CANARY.scan_exception(error, "blocking deadline")
         fake.faults.clear()
         started = time.monotonic()
-        client.with_options(deadline=5).sync.request_sync(_company())
+        client.with_options(deadline=5).sync.request_sync(new_company())
         assert time.monotonic() - started < 1.0
         assert pool_state(client._async)[1:] == (0, 0)
 
@@ -203,8 +195,7 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
 # -- row 21: cancel during a backoff sleep ------------------------------------------------
 
 
-@BOTH_LOOPS
-@pytest.mark.anyio
+@pytest.mark.anyio  # on asyncio and trio
 async def test_row21_cancel_during_backoff_stops_at_once(server: MisbehavingServer) -> None:
     server.always(answer(503, b"", {"Retry-After": "3"}))
     sleeping = anyio.Event()
@@ -215,7 +206,7 @@ async def test_row21_cancel_during_backoff_stops_at_once(server: MisbehavingServ
 
     async with open_api("async", base_url=server.url, event_hooks=[on_event]) as api:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(api.request_sync, _company())
+            tg.start_soon(api.request_sync, new_company())
             await sleeping.wait()
             cancelled = time.monotonic()
             tg.cancel_scope.cancel()
@@ -234,7 +225,7 @@ def test_row21_ctrl_c_during_a_blocking_backoff(server: MisbehavingServer) -> No
         event_hooks=[lambda e: sleeping.set() if e.kind == "retry_scheduled" else None],
     ) as client:
         with ctrl_c_when(sleeping) as ctrl_c, pytest.raises(KeyboardInterrupt):
-            client.sync.request_sync(_company())
+            client.sync.request_sync(new_company())
         assert ctrl_c.raised_at is not None
         time.sleep(0.3)
         assert server.requests == 1

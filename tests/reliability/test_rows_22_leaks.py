@@ -24,11 +24,11 @@ import pytest
 
 from codat_commerce_async import AsyncSyncClient, CodatError, SyncClient
 
-from ..conftest import CANARY_KEY
+from ..conftest import ASYNCIO_ONLY, CANARY_KEY
 from ._fake_process import RemoteFake
 from ._harness import CANARY, FAST, open_api, open_fds, pool_state, record_figures, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ASYNCIO_ONLY]
 
 KiB = 1024
 OPTIONS: dict[str, Any] = {"max_retries": 1, "max_response_size": 4 * KiB, "retry_policy": FAST}

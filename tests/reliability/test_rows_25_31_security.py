@@ -19,11 +19,11 @@ from codat_commerce_async import (
     SyncClient,
 )
 
-from ..conftest import CANARY_KEY
+from ..conftest import ASYNCIO_ONLY, CANARY_KEY
 from ._harness import CANARY_FORMS, Canary, open_api, raises, sync_raises
 from ._sockets import MisbehavingServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, ASYNCIO_ONLY]
 
 CANONICAL = "8a210b68-6988-11ed-a1eb-0242ac120002"
 BUILDERS: tuple[Callable[..., object], ...] = (AsyncSyncClient, SyncClient)
