@@ -89,9 +89,19 @@ def new_company() -> str:
     return str(uuid.uuid4())
 
 
-#: anyio's plugin runs every anyio test on each installed backend (asyncio and trio);
-#: this mark (on a test or a module) runs it on asyncio only.
-ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """anyio's plugin runs each anyio test on every installed backend (asyncio and
+    trio); a test or module marked ``asyncio_only`` keeps only its asyncio run."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("anyio_backend") == "trio" and item.get_closest_marker("asyncio_only"):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -38,7 +38,6 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import ManualClock
 
 from .conftest import (
-    ASYNCIO_ONLY,
     BASE_URL,
     CANARY_KEY,
     COMPANY,
@@ -620,7 +619,7 @@ async def test_injected_client_auth_and_redirects_are_overridden(codat: Scripted
     assert codat.requests[0].headers["authorization"] == BASIC
 
 
-@ASYNCIO_ONLY
+@pytest.mark.asyncio_only
 async def test_unclosed_client_warns_when_collected() -> None:
     client = AsyncSyncClient(api_key=CANARY_KEY)
     with pytest.warns(ResourceWarning, match="without being closed"):

@@ -18,7 +18,7 @@ import pytest
 from codat_commerce_async import APIConnectionError, APITimeoutError, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
-from ..conftest import ASYNCIO_ONLY, new_company
+from ..conftest import new_company
 from ._harness import FAST, eventually, fake_records, open_api, raises
 from ._sockets import (
     MisbehavingServer,
@@ -33,7 +33,7 @@ from ._sockets import (
     truncate,
 )
 
-pytestmark = [pytest.mark.anyio, ASYNCIO_ONLY]
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 
 def _keys(server: MisbehavingServer) -> list[str | None]:

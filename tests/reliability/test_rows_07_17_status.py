@@ -29,10 +29,10 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
-from ..conftest import ASYNCIO_ONLY, CANARY_KEY, new_company
+from ..conftest import CANARY_KEY, new_company
 from ._harness import FAST, fake_records, open_api, raises
 
-pytestmark = [pytest.mark.anyio, ASYNCIO_ONLY]
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 
 def _keys(fake: FakeCodat, company: str) -> list[str | None]:

@@ -16,7 +16,7 @@ import pytest
 from codat_commerce_async import APITimeoutError, CallEvent, SyncClient, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
-from ..conftest import ASYNCIO_ONLY, CANARY_KEY, new_company
+from ..conftest import CANARY_KEY, new_company
 from ._harness import (
     CANARY,
     FAST,
@@ -25,6 +25,7 @@ from ._harness import (
     open_api,
     pool_state,
     record_figures,
+    sdk_transport,
     wait_until,
 )
 from ._interrupt import ctrl_c_when
@@ -49,12 +50,12 @@ async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingSe
         assert isinstance(finished.error, anyio.get_cancelled_exc_class())
         with anyio.fail_after(1.0):
             await api.request_sync(new_company())
-        _, active, queued = pool_state(api.client)
+        _, active, queued = pool_state(api.transport)
         assert active == 0 and queued == 0
 
 
 @pytest.mark.anyio
-@ASYNCIO_ONLY
+@pytest.mark.asyncio_only
 async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
     fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
@@ -73,7 +74,10 @@ async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
 def test_row19_ctrl_c_in_a_blocking_call(server: MisbehavingServer) -> None:
     server.then(hang())
     reached = threading.Event()
-    with SyncClient(api_key=CANARY_KEY, base_url=server.url, retry_policy=FAST) as client:
+    transport = sdk_transport()
+    with SyncClient(
+        api_key=CANARY_KEY, base_url=server.url, retry_policy=FAST, transport=transport
+    ) as client:
         with ctrl_c_when(reached) as ctrl_c:
             threading.Thread(
                 target=lambda: reached.set() if wait_until(lambda: server.requests == 1) else None
@@ -87,7 +91,7 @@ def test_row19_ctrl_c_in_a_blocking_call(server: MisbehavingServer) -> None:
         started = time.monotonic()
         assert isinstance(client.sync.request_sync(new_company()), SyncSummary)
         assert time.monotonic() - started < 1.0
-        assert pool_state(client._async)[1:] == (0, 0)
+        assert pool_state(transport)[1:] == (0, 0)
     assert not any(t.name == "codat-commerce-async-loop" for t in threading.enumerate())
 
 
@@ -140,7 +144,7 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
             cancel_at = float("inf")
             cancelled_calls += 20 - done
         stress_time = time.monotonic() - started
-        connections, active, queued = pool_state(api.client)
+        connections, active, queued = pool_state(api.transport)
         assert active == 0 and queued == 0
         next_started = time.monotonic()
         with anyio.fail_after(1.0):
@@ -169,6 +173,7 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
     # Threads cannot be cancelled; the facade's representative case is many calls cut
     # short by their deadline (a cancel scope on the loop) while the pool is contended.
     fake.faults.randomly(Fault.latency(0.05), 1.0)
+    transport = sdk_transport(10)
     with (
         SyncClient(
             api_key=CANARY_KEY,
@@ -176,6 +181,7 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
             max_concurrency=10,
             deadline=0.02,
             retry_policy=FAST,
+            transport=transport,
         ) as client,
         ThreadPoolExecutor(20) as pool,
     ):
@@ -189,7 +195,7 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
         started = time.monotonic()
         client.with_options(deadline=5).sync.request_sync(new_company())
         assert time.monotonic() - started < 1.0
-        assert pool_state(client._async)[1:] == (0, 0)
+        assert pool_state(transport)[1:] == (0, 0)
 
 
 # -- row 21: cancel during a backoff sleep ------------------------------------------------

@@ -26,11 +26,11 @@ from codat_commerce_async import (
     UnexpectedRedirectError,
 )
 
-from ..conftest import ASYNCIO_ONLY, CANARY_KEY, SUMMARY, new_company
+from ..conftest import CANARY_KEY, SUMMARY, new_company
 from ._harness import open_api, pool_state, raises, record_figures, sync_raises
 from ._sockets import SUMMARY_BYTES, MisbehavingServer, answer, raw
 
-pytestmark = [pytest.mark.anyio, ASYNCIO_ONLY]
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 MiB = 1024 * 1024
 
@@ -75,7 +75,7 @@ async def test_row23_a_5_mib_body_is_refused_and_its_connection_closed(
     async with open_api(mode, base_url=server.url) as api:
         error, peak = await _peak_during(api.request_sync(new_company()))
         assert isinstance(error, ResponseTooLargeError) and error.attempts == 1
-        assert pool_state(api.client)[1] == 0  # not returned to the pool as active
+        assert pool_state(api.transport)[1] == 0  # not returned to the pool as active
         await api.request_sync(new_company())  # the next call works, on a new connection
     assert server.stats.connections_made == 2
     assert peak < 10 * MiB, peak

@@ -26,11 +26,11 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
-from ..conftest import ASYNCIO_ONLY, CANARY_KEY, new_company
+from ..conftest import CANARY_KEY, new_company
 from ._harness import FAST, fake_records, open_api, raises
 from ._sockets import MisbehavingServer
 
-pytestmark = ASYNCIO_ONLY
+pytestmark = pytest.mark.asyncio_only
 
 LOOP_THREAD = "codat-commerce-async-loop"
 

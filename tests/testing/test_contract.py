@@ -27,10 +27,9 @@ from openapi_schema_validator import OAS31Validator
 
 from codat_commerce_async.testing import FakeCodat, Fault, ManualClock, RateLimits
 
-from ..conftest import ASYNCIO_ONLY
 from .conftest import RANGE, client_for, historic, latest, status
 
-pytestmark = [pytest.mark.anyio, ASYNCIO_ONLY]  # bodies do not depend on the loop
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # bodies do not depend on the loop
 
 SPEC = Path(__file__).parent / "data" / "sync-commerce_2026-04-15_oas-2255d88_current.yaml"
 SERVER = "https://api.codat.io"
