@@ -56,6 +56,7 @@ from ._models import (
     ErrorValidationItem,
     SyncDateRange,
     SyncState,
+    SyncStatus,
     SyncSummary,
 )
 from ._response import APIResponse
@@ -109,6 +110,7 @@ __all__ = [
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",

@@ -262,6 +262,7 @@ class SyncResourceWithRawResponse(_Blocking):
     get_latest_sync = blocking_raw_twin(AsyncSyncResource.get_latest_sync)
     get_last_successful_sync = blocking_raw_twin(AsyncSyncResource.get_last_successful_sync)
     list_syncs = blocking_raw_twin(AsyncSyncResource.list_syncs)
+    get_status = blocking_raw_twin(AsyncSyncResource.get_status)
 
 
 class SyncResource(_Blocking):
@@ -282,6 +283,7 @@ class SyncResource(_Blocking):
     get_latest_sync = blocking_twin(AsyncSyncResource.get_latest_sync)
     get_last_successful_sync = blocking_twin(AsyncSyncResource.get_last_successful_sync)
     list_syncs = blocking_twin(AsyncSyncResource.list_syncs)
+    get_status = blocking_twin(AsyncSyncResource.get_status)
     wait_for_sync = blocking_twin(AsyncSyncResource.wait_for_sync)
     request_sync_many = blocking_bulk_twin(AsyncSyncResource.request_sync_many)
     request_sync_for_date_range_many = blocking_bulk_twin(
@@ -367,6 +369,7 @@ class SyncClient:
         deadline: float | NotGiven | None = NOT_GIVEN,
         attempt_timeout: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
     ) -> SyncClient:
         """A copy with other call settings sharing this client's loop, pool and limits.
         Only the original's :meth:`close` shuts them down."""
@@ -381,6 +384,7 @@ class SyncClient:
             deadline=deadline,
             attempt_timeout=attempt_timeout,
             retry_policy=retry_policy,
+            default_headers=default_headers,
         )
         copy.sync = SyncResource(self._loop, copy._async.sync)
         return copy

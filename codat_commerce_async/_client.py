@@ -376,9 +376,13 @@ class AsyncSyncClient:
         deadline: float | NotGiven | None = NOT_GIVEN,
         attempt_timeout: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
     ) -> AsyncSyncClient:
         """A copy with other call settings that shares this client's connection pool
-        and limits. Closing either closes the shared pool."""
+        and limits. Closing either closes the shared pool.
+
+        ``default_headers`` are added to this client's headers (a name already set is
+        replaced), validated as the constructor's are."""
         copy = object.__new__(AsyncSyncClient)
         copy._core = self._core
         copy._settings = self._settings.with_overrides(
@@ -387,6 +391,7 @@ class AsyncSyncClient:
             deadline=deadline,
             attempt_timeout=attempt_timeout,
             retry_policy=retry_policy,
+            extra_headers=default_headers,
         )
         copy._init_resources()
         return copy
@@ -460,6 +465,8 @@ class AsyncSyncClient:
         call = settings or self._settings
         key = None if op.idempotent else (idempotency_key or _protocol.new_idempotency_key())
         headers = core.headers.copy()
+        for name, value in call.extra_headers:
+            headers[name] = value
         if key is not None:
             headers["Idempotency-Key"] = key
         request = httpx.Request(

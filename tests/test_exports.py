@@ -48,6 +48,7 @@ EXPECTED = {
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",

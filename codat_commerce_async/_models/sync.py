@@ -18,6 +18,7 @@ __all__ = [
     "DataConnectionError",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
 ]
 
@@ -145,3 +146,19 @@ class CompanySyncStatus(_SyncStateMixin):
     sync_exception_message: str | None = None
     sync_utc: str | None = None
     data_pushed: bool | None = None
+
+
+class SyncStatus(_SyncStateMixin):
+    """The status of syncing for a company and its connections (``get-sync-status``)."""
+
+    company_id: str | None = None
+    commerce_sync_id: str | None = None
+    """Codat's id of the sync (as in :class:`SyncSummary`)."""
+    sync_id: str | None = None
+    """Codat's id of the sync (as in :class:`CompanySyncStatus`)."""
+    sync_status: str | None = None
+    error_message: str | None = None
+    sync_exception_message: str | None = None
+    sync_utc: str | None = None
+    data_pushed: bool | None = None
+    data_connections: list[Connection] | None = None
