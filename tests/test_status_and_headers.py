@@ -115,9 +115,7 @@ async def test_extra_headers_reach_every_single_call(fake: FakeCodat) -> None:
         await client.sync.list_syncs(company, extra_headers=extra)
         await client.sync.get_status(company, extra_headers=extra)
         await client.sync.with_raw_response.list_syncs(company, extra_headers=extra)
-        await client.sync.wait_for_sync(
-            company, summary, poll_interval=0.01, extra_headers=extra
-        )
+        await client.sync.wait_for_sync(company, summary, poll_interval=0.01, extra_headers=extra)
         await client.sync.list_syncs(company)  # without: only the client's headers
     *with_extra, last = fake.requests
     assert len(with_extra) == 9
