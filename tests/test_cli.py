@@ -491,6 +491,7 @@ def test_demo_says_requests_include_retries(capsys: pytest.CaptureFixture[str]) 
     assert main(["demo", "--companies", "3", "--no-progress", "--seed", "1"]) == 0
     assert "attempts, retries included" in capsys.readouterr().out
     code, record = run_json(capsys, "demo", "--companies", "3", "--seed", "1")
+    assert code == 0
     assert record["requests_counts"] == "every attempt sent, retries included"
 
 
@@ -499,6 +500,7 @@ def test_company_status(server: FakeCodatServer, capsys: pytest.CaptureFixture[s
     assert main(["sync", "company-status", company, *conn(server)]) == 1
     assert "404" in one_line_error(capsys)
     code, started = run_json(capsys, "sync", "request", company, *conn(server))
+    assert code == 0
     code, status = run_json(capsys, "sync", "company-status", company, *conn(server))
     assert code == 0
     assert status["sync_id"] == started["sync_id"]
