@@ -46,6 +46,8 @@ from ._exceptions import (
     SyncWaitTimeoutError,
     UnexpectedRedirectError,
     UnprocessableEntityError,
+    WebhookError,
+    WebhookVerificationError,
 )
 from ._models import (
     CompanySyncStatus,
@@ -115,5 +117,7 @@ __all__ = [
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
     "__version__",
 ]

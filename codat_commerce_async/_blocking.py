@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import functools
 import os
 import ssl
@@ -389,6 +390,19 @@ class SyncClient:
         copy.sync = SyncResource(self._loop, copy._async.sync)
         return copy
 
+    def pause_bulk_runs(self, *, until: datetime.datetime | None = None) -> None:
+        """As :meth:`AsyncSyncClient.pause_bulk_runs` (safe from any thread)."""
+        self._loop.call(_on_loop, self._async.pause_bulk_runs, until=until)
+
+    def resume_bulk_runs(self) -> None:
+        """As :meth:`AsyncSyncClient.resume_bulk_runs` (safe from any thread)."""
+        self._loop.call(_on_loop, self._async.resume_bulk_runs)
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True while :meth:`pause_bulk_runs` holds this client's bulk runs."""
+        return self._async.bulk_runs_paused
+
     @property
     def base_url(self) -> httpx.URL:
         """The URL every request goes to."""
@@ -464,3 +478,8 @@ async def _shutdown(client: AsyncSyncClient, portal: BlockingPortal) -> None:
         await client.aclose()
     finally:
         await portal.stop()
+
+
+async def _on_loop(fn: Callable[..., None], /, *args: Any, **kwargs: Any) -> None:
+    """Run a plain function on the facade's loop (the pause gate lives there)."""
+    fn(*args, **kwargs)

@@ -7,7 +7,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,6 +21,7 @@ from ._ledger import DEFAULT_TTL, IdempotencyLedger, fingerprint
 from ._ratelimit import RateLimiter, RateLimits
 from ._state import FakeState, RequestRecord, StartedSync, SyncOperation, SyncOutcome
 from ._transport import FakeTransport
+from ._webhooks import send_webhook
 from ._wire import (
     Response,
     ValidationItem,
@@ -313,6 +314,34 @@ class FakeCodat:
                 )
             seen[key] = sync.sync_id
 
+    async def send_webhook(
+        self,
+        url: str,
+        event_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        secret: str,
+        event_id: str | None = None,
+        timestamp: datetime | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> httpx.Response:
+        """POST a Codat webhook (``{id, eventType, generatedDate, payload}``), signed with
+        ``secret`` the way Codat's Svix signs it, to ``url``; return the response.
+
+        ``transport`` (e.g. ``httpx.ASGITransport(app=your_app)``) delivers it in-process;
+        ``timestamp`` signs it as of another time (to test replay protection). Needs the
+        ``webhooks`` extra. Also over HTTP: ``POST /_fake/webhooks``.
+        """
+        return await send_webhook(
+            url,
+            event_type,
+            payload,
+            secret=secret,
+            event_id=event_id,
+            timestamp=timestamp,
+            transport=transport,
+        )
+
     def ledger(self) -> dict[str, Any]:
         """What ``GET /_fake/ledger`` answers: requests received and syncs started, in
         total and per company (with sync ids and idempotency keys), plus any
@@ -366,7 +395,8 @@ class FakeCodat:
             return  # the client went away before sending its whole request
         if scope["path"].startswith(CONTROL_PREFIX):
             # Not part of Codat's API: never recorded, never faulted or rate limited.
-            await _send(send, control_response(self, scope["method"].upper(), scope["path"]))
+            method = scope["method"].upper()
+            await _send(send, await control_response(self, method, scope["path"], body))
             return
         exchange = self._exchange(scope, body)
         response: Response | None = None

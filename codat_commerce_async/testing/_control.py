@@ -1,14 +1,18 @@
 """The fake's control plane under the reserved ``/_fake/`` prefix.
 
 Codat has no path starting with ``/_fake/``, so these never shadow an API route. They
-let tests in another process (or another language) read what the fake saw and start
-afresh: ``GET /_fake/ledger`` and ``POST /_fake/reset``. No credential is needed.
+let tests in another process (or another language) read what the fake saw, start afresh
+and have the fake deliver a signed webhook: ``GET /_fake/ledger``, ``POST /_fake/reset``
+and ``POST /_fake/webhooks``. No credential is needed.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from ._wire import Response, error_response, json_response
 
@@ -51,9 +55,9 @@ def ledger_json(fake: FakeCodat) -> dict[str, Any]:
     }
 
 
-def control_response(fake: FakeCodat, method: str, path: str) -> Response:
+async def control_response(fake: FakeCodat, method: str, path: str, body: bytes) -> Response:
     """Answer a request under :data:`CONTROL_PREFIX`."""
-    routes = {"/_fake/ledger": "GET", "/_fake/reset": "POST"}
+    routes = {"/_fake/ledger": "GET", "/_fake/reset": "POST", "/_fake/webhooks": "POST"}
     wanted = routes.get(path)
     if wanted is None:
         return error_response(404, f"No resource was found at {path}")
@@ -66,4 +70,25 @@ def control_response(fake: FakeCodat, method: str, path: str) -> Response:
     if path == "/_fake/reset":
         fake.reset()
         return json_response(200, {"reset": True})
+    if path == "/_fake/webhooks":
+        return await _send_webhook(fake, body)
     return json_response(200, ledger_json(fake))
+
+
+async def _send_webhook(fake: FakeCodat, body: bytes) -> Response:
+    """``{"url", "secret", "eventType", "payload"?, "id"?}``: sign and deliver one webhook;
+    answers ``{"status": <the receiver's status>}``."""
+    try:
+        request = json.loads(body)
+        url, secret, event_type = request["url"], request["secret"], request["eventType"]
+        if not all(isinstance(v, str) for v in (url, secret, event_type)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return error_response(400, "Send JSON with string url, secret and eventType.")
+    try:
+        delivered = await fake.send_webhook(
+            url, event_type, request.get("payload"), secret=secret, event_id=request.get("id")
+        )
+    except httpx.HTTPError as exc:
+        return error_response(502, f"The webhook could not be delivered: {type(exc).__name__}")
+    return json_response(200, {"status": delivered.status_code})
