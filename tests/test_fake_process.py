@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_compat import HANDLE, ORIGINAL_IMPORTS, seed_examples
+from .test_compat import ported, seed_examples
 
 STARTUP_SECONDS = 30  # generous: only a bound on a hang, never a timing assertion
 
@@ -73,17 +73,6 @@ def any_auth_fake() -> Iterator[FakeProcess]:
         stop(fake)
 
 
-def ported_printing(example: str) -> str:
-    """Only the imports changed, and ``print(repr(res.sync_summary))`` where the docs say
-    ``# handle response`` (an ``if`` needs a body)."""
-    lines = []
-    for line in example.splitlines():
-        lines.append(ORIGINAL_IMPORTS.get(line, line))
-        if line == HANDLE:
-            lines.append("    print(repr(res.sync_summary))")
-    return "\n".join(lines) + "\n"
-
-
 def ledger(base_url: str) -> dict:
     response = httpx.get(f"{base_url}/_fake/ledger")
     assert response.status_code == 200
@@ -103,7 +92,8 @@ def test_original_examples_print_a_sync_summary(
     any_auth_fake: FakeProcess, tmp_path: Path, index: int
 ) -> None:
     script = tmp_path / f"example_{index}.py"
-    script.write_text(ported_printing(seed_examples()[index]))
+    # Only the imports changed; the docs' "# handle response" placeholder becomes a print.
+    script.write_text(ported(seed_examples()[index], "    print(repr(res.sync_summary))"))
     env = {**os.environ, "CODAT_BASE_URL": any_auth_fake.base_url}
     env.pop("CODAT_API_KEY", None)
     done = subprocess.run(

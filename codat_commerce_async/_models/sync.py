@@ -148,17 +148,11 @@ class CompanySyncStatus(_SyncStateMixin):
     data_pushed: bool | None = None
 
 
-class SyncStatus(_SyncStateMixin):
-    """The status of syncing for a company and its connections (``get-sync-status``)."""
+class SyncStatus(CompanySyncStatus):
+    """The status of syncing for a company and its connections (``get-sync-status``):
+    a :class:`CompanySyncStatus` with the sync's ``commerce_sync_id`` and the company's
+    data connections."""
 
-    company_id: str | None = None
     commerce_sync_id: str | None = None
     """Codat's id of the sync (as in :class:`SyncSummary`)."""
-    sync_id: str | None = None
-    """Codat's id of the sync (as in :class:`CompanySyncStatus`)."""
-    sync_status: str | None = None
-    error_message: str | None = None
-    sync_exception_message: str | None = None
-    sync_utc: str | None = None
-    data_pushed: bool | None = None
     data_connections: list[Connection] | None = None
