@@ -76,13 +76,13 @@ class AsyncSyncResource:
     async def _run(
         self,
         op: _protocol.Operation[T],
-        *,
-        idempotency_key: str | uuid.UUID | None,
         timeout: TimeoutTypes | NotGiven,
         max_retries: int | NotGiven,
         deadline: float | NotGiven | None,
+        extra_headers: Mapping[str, str] | None,
+        *,
+        idempotency_key: str | uuid.UUID | None = None,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
-        extra_headers: Mapping[str, str] | None = None,
     ) -> Any:
         client = self._client
         key = (
@@ -118,12 +118,7 @@ class AsyncSyncResource:
         """
         op = _protocol.request_sync(company_id, sync_to)
         result: SyncSummary = await self._run(
-            op,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            extra_headers=extra_headers,
+            op, timeout, max_retries, deadline, extra_headers, idempotency_key=idempotency_key
         )
         return result
 
@@ -146,12 +141,7 @@ class AsyncSyncResource:
         """
         op = _protocol.request_sync_for_date_range(company_id, start, finish)
         result: SyncSummary = await self._run(
-            op,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            extra_headers=extra_headers,
+            op, timeout, max_retries, deadline, extra_headers, idempotency_key=idempotency_key
         )
         return result
 
@@ -168,12 +158,7 @@ class AsyncSyncResource:
         """The status of one sync: ``GET .../syncs/{syncId}/status``."""
         op = _protocol.sync_status(company_id, _protocol.canonical_sync_id(sync_id))
         result: CompanySyncStatus = await self._run(
-            op,
-            idempotency_key=None,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            extra_headers=extra_headers,
+            op, timeout, max_retries, deadline, extra_headers
         )
         return result
 
@@ -189,12 +174,7 @@ class AsyncSyncResource:
         """The status of the company's most recent sync: ``GET .../syncs/latest/status``."""
         op = _protocol.sync_status(company_id, "latest")
         result: CompanySyncStatus = await self._run(
-            op,
-            idempotency_key=None,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            extra_headers=extra_headers,
+            op, timeout, max_retries, deadline, extra_headers
         )
         return result
 
@@ -210,12 +190,7 @@ class AsyncSyncResource:
         """The status of the last successful sync: ``GET .../syncs/lastSuccessful/status``."""
         op = _protocol.sync_status(company_id, "lastSuccessful")
         result: CompanySyncStatus = await self._run(
-            op,
-            idempotency_key=None,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            extra_headers=extra_headers,
+            op, timeout, max_retries, deadline, extra_headers
         )
         return result
 
@@ -231,12 +206,7 @@ class AsyncSyncResource:
         """Every sync of the company: ``GET .../syncs/list/status``."""
         op = _protocol.list_syncs(company_id)
         result: list[CompanySyncStatus] = await self._run(
-            op,
-            idempotency_key=None,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            extra_headers=extra_headers,
+            op, timeout, max_retries, deadline, extra_headers
         )
         return result
 
@@ -253,14 +223,7 @@ class AsyncSyncResource:
         ``GET /meta/companies/{companyId}/sync/commerce/status`` (``get-sync-status``;
         Codat's SDK calls it ``get_status``). A GET: retried like the other reads."""
         op = _protocol.company_sync_status(company_id)
-        result: SyncStatus = await self._run(
-            op,
-            idempotency_key=None,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            extra_headers=extra_headers,
-        )
+        result: SyncStatus = await self._run(op, timeout, max_retries, deadline, extra_headers)
         return result
 
     # -- waiting --------------------------------------------------------------
