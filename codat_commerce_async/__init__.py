@@ -47,6 +47,8 @@ from ._exceptions import (
     SyncWaitTimeoutError,
     UnexpectedRedirectError,
     UnprocessableEntityError,
+    WebhookError,
+    WebhookVerificationError,
 )
 from ._models import (
     CompanySyncStatus,
@@ -57,6 +59,7 @@ from ._models import (
     ErrorValidationItem,
     SyncDateRange,
     SyncState,
+    SyncStatus,
     SyncSummary,
 )
 from ._response import APIResponse
@@ -111,11 +114,14 @@ __all__ = [
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
     "SystemClock",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
     "__version__",
     "is_retryable",
     "may_resend_with_new_key",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import datetime
 import os
 import ssl
 import threading
@@ -228,6 +229,7 @@ class SyncClient:
         deadline: float | NotGiven | None = NOT_GIVEN,
         attempt_timeout: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
     ) -> SyncClient:
         """A copy with other call settings sharing this client's loop, pool and limits.
         Only the original's :meth:`close` shuts them down."""
@@ -240,9 +242,23 @@ class SyncClient:
             deadline=deadline,
             attempt_timeout=attempt_timeout,
             retry_policy=retry_policy,
+            default_headers=default_headers,
         )
         other.sync = SyncResource(self._loop, other._async.sync)
         return other
+
+    def pause_bulk_runs(self, *, until: datetime.datetime | None = None) -> None:
+        """As :meth:`AsyncSyncClient.pause_bulk_runs` (safe from any thread)."""
+        self._loop.call(_on_loop, self._async.pause_bulk_runs, until=until)
+
+    def resume_bulk_runs(self) -> None:
+        """As :meth:`AsyncSyncClient.resume_bulk_runs` (safe from any thread)."""
+        self._loop.call(_on_loop, self._async.resume_bulk_runs)
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True while :meth:`pause_bulk_runs` holds this client's bulk runs."""
+        return self._async.bulk_runs_paused
 
     @property
     def base_url(self) -> httpx.URL:
@@ -324,3 +340,8 @@ async def _shutdown(client: AsyncSyncClient, portal: BlockingPortal) -> None:
         await client.aclose()
     finally:
         await portal.stop()
+
+
+async def _on_loop(fn: Callable[..., None], /, *args: Any, **kwargs: Any) -> None:
+    """Run a plain function on the facade's loop (the pause gate lives there)."""
+    fn(*args, **kwargs)

@@ -279,6 +279,8 @@ class BulkRun:
     ) -> None:
         async with pulled, results:
             async for item in pulled:
+                # Paused (Codat's daily quota is spent): take no new company until resumed.
+                await self._limits.wait_unpaused()
                 try:
                     result = await job(item)
                     self._done += 1

@@ -44,7 +44,9 @@ class Call(Generic[T]):
         self.settings = settings
         #: Sent with every attempt of a POST, so a retry can never start a second sync.
         self.key = None if op.idempotent else (idempotency_key or _protocol.new_idempotency_key())
-        self.request = core.requests.build(op.method, op.path, op.body, self.key, settings.timeout)
+        self.request = core.requests.build(
+            op.method, op.path, op.body, self.key, settings.timeout, settings.extra_headers
+        )
         self.started = core.clock.now()
         #: Attempts sent (or being sent) so far.
         self.attempts = 0

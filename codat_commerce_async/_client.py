@@ -5,6 +5,7 @@ shared state (:mod:`._core`) and hands out ``client.sync``; calls run in
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import ssl
 from collections.abc import Mapping, Sequence
@@ -193,19 +194,48 @@ class AsyncSyncClient:
         deadline: float | NotGiven | None = NOT_GIVEN,
         attempt_timeout: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
     ) -> AsyncSyncClient:
         """A copy with other call settings that shares this client's connection pool
-        and limits. Closing either closes the shared pool."""
+        and limits. Closing either closes the shared pool.
+
+        ``default_headers`` are added to this client's headers (a name already set is
+        replaced), validated as the constructor's are."""
         settings = self._settings.with_overrides(
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
             attempt_timeout=attempt_timeout,
             retry_policy=retry_policy,
+            extra_headers=default_headers,
         )
         other = copy.copy(self)
         other._bind(self._core, settings)
         return other
+
+    def pause_bulk_runs(self, *, until: datetime.datetime | None = None) -> None:
+        """Hold this client's bulk runs (and its ``with_options`` copies') until
+        ``until`` (an aware datetime; None: until :meth:`resume_bulk_runs`).
+
+        Meant for Codat's ``client.rateLimit.reached`` webhook (see
+        :func:`codat_commerce_async.webhooks.apply_rate_limit`): while paused, runs take
+        no new company; calls in flight finish. Call it on the client's event loop.
+        """
+        seconds = None
+        if until is not None:
+            if until.tzinfo is None or until.utcoffset() is None:
+                raise ConfigurationError("until must be an aware datetime (e.g. in UTC)")
+            seconds = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        self._core.limits.pause_bulk_runs(seconds)
+
+    def resume_bulk_runs(self) -> None:
+        """End a :meth:`pause_bulk_runs` now (Codat's ``client.rateLimit.reset``)."""
+        self._core.limits.resume_bulk_runs()
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True while :meth:`pause_bulk_runs` holds this client's bulk runs."""
+        return self._core.limits.bulk_runs_paused
 
     @property
     def base_url(self) -> httpx.URL:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ._clock import Clock
+from ._pause import PauseGate
 from ._exceptions import APITimeoutError
 from ._ratelimit import RateLimiter
 
@@ -58,7 +59,8 @@ class Limits(Protocol):
 
 
 class BulkLimits(Protocol):
-    """The two limits a bulk run adds for its duration."""
+    """What bulk runs add: a run's own request rate, one trigger per company, and
+    the pause that holds every run while Codat's daily quota is spent."""
 
     def run_rate(self, requests_per_minute: float) -> contextlib.AbstractContextManager[object]:
         """While entered, every request of the client keeps to ``requests_per_minute``."""
@@ -71,6 +73,10 @@ class BulkLimits(Protocol):
     @property
     def rate_limited(self) -> bool:
         """True when the client already has a request rate of its own."""
+        ...
+
+    async def wait_unpaused(self) -> None:
+        """Return at once unless bulk runs are paused; else when the pause ends."""
         ...
 
 
@@ -87,6 +93,7 @@ class InProcessLimits:
         self.max_concurrency = max_concurrency
         self._clock = clock
         self._rpm = requests_per_minute
+        self._pause = PauseGate()  # kept across a fork: the day's quota is still spent
         self.after_fork()
 
     def after_fork(self) -> None:
@@ -190,6 +197,22 @@ class InProcessLimits:
         finally:
             del in_flight[company_id]
             done.set()
+
+    async def wait_unpaused(self) -> None:
+        await self._pause.wait(self._clock.now)
+
+    # -- the bulk pause (Codat's daily quota webhooks) --------------------------
+
+    def pause_bulk_runs(self, seconds: float | None) -> None:
+        """Hold bulk runs for ``seconds`` (None: until :meth:`resume_bulk_runs`)."""
+        self._pause.pause(None if seconds is None else self._clock.now() + seconds)
+
+    def resume_bulk_runs(self) -> None:
+        self._pause.resume()
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        return self._pause.paused(self._clock.now())
 
     # -- what tests and status pages may read ---------------------------------
 

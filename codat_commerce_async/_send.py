@@ -145,8 +145,11 @@ class RequestTemplate:
         body: bytes | None,
         idempotency_key: str | None,
         timeout: httpx.Timeout,
+        extra_headers: Sequence[tuple[str, str]] = (),
     ) -> httpx.Request:
         headers = self.headers.copy()
+        for name, value in extra_headers:
+            headers[name] = value
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         return httpx.Request(

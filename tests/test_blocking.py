@@ -49,14 +49,6 @@ def test_same_result_as_async(blocking: SyncClient, codat: ScriptedCodat) -> Non
     assert codat.requests[0].content == codat.requests[1].content
 
 
-def test_every_async_method_has_a_blocking_twin() -> None:
-    from codat_commerce_async._blocking import SyncResource
-    from codat_commerce_async._resources.sync import AsyncSyncResource
-
-    public = {n for n in vars(AsyncSyncResource) if not n.startswith("_")}
-    assert public <= set(vars(SyncResource))
-
-
 def test_same_errors_as_async(blocking: SyncClient, codat: ScriptedCodat) -> None:
     codat.then(httpx.Response(404, json=error_body(404)))
     with pytest.raises(NotFoundError) as info:

@@ -17,6 +17,7 @@ EXPECTED = {
     "BulkResult",
     "BulkRun",
     "CallEvent",
+    "Clock",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",
@@ -48,11 +49,17 @@ EXPECTED = {
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
+    "SystemClock",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
     "__version__",
+    "is_retryable",
+    "may_resend_with_new_key",
 }
 
 

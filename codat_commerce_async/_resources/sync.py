@@ -5,7 +5,7 @@ from these declarations (see :mod:`._surface`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,8 +18,9 @@ from .._bulk import (
     ProgressCallback,
     WaitTarget,
 )
+from .._call import Call
 from .._config import CallSettings
-from .._models import CompanySyncStatus, SyncSummary
+from .._models import CompanySyncStatus, SyncStatus, SyncSummary
 from .._response import APIResponse
 from .._types import NOT_GIVEN, CompanyId, DateInput, NotGiven, TimeoutTypes
 from .._waiting import (
@@ -67,14 +68,13 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[T]:
-        from .._call import Call
-
         key = (
             None if idempotency_key is None else _protocol.validate_idempotency_key(idempotency_key)
         )
         settings = self._settings.with_overrides(
-            timeout=timeout, max_retries=max_retries, deadline=deadline
+            timeout=timeout, max_retries=max_retries, deadline=deadline, extra_headers=extra_headers
         )
         self._core.check_usable()
         return await Call(self._core, op, settings, key).run()
@@ -89,6 +89,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[SyncSummary]:
         """Sync a company from its last successful sync up to ``sync_to`` (or now).
 
@@ -103,6 +104,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            extra_headers=extra_headers,
         )
 
     @endpoint
@@ -116,6 +118,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[SyncSummary]:
         """Sync a company for the window ``start`` to ``finish``.
 
@@ -128,6 +131,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            extra_headers=extra_headers,
         )
 
     @endpoint
@@ -139,10 +143,17 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[CompanySyncStatus]:
         """The status of one sync: ``GET .../syncs/{syncId}/status``."""
         op = _protocol.sync_status(company_id, _protocol.canonical_sync_id(sync_id))
-        return await self._send(op, timeout=timeout, max_retries=max_retries, deadline=deadline)
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
+        )
 
     @endpoint
     async def get_latest_sync(
@@ -152,10 +163,17 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[CompanySyncStatus]:
         """The status of the company's most recent sync: ``GET .../syncs/latest/status``."""
         op = _protocol.sync_status(company_id, "latest")
-        return await self._send(op, timeout=timeout, max_retries=max_retries, deadline=deadline)
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
+        )
 
     @endpoint
     async def get_last_successful_sync(
@@ -165,10 +183,17 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[CompanySyncStatus]:
         """The status of the last successful sync: ``GET .../syncs/lastSuccessful/status``."""
         op = _protocol.sync_status(company_id, "lastSuccessful")
-        return await self._send(op, timeout=timeout, max_retries=max_retries, deadline=deadline)
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
+        )
 
     @endpoint
     async def list_syncs(
@@ -178,10 +203,38 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[list[CompanySyncStatus]]:
         """Every sync of the company: ``GET .../syncs/list/status``."""
         op = _protocol.list_syncs(company_id)
-        return await self._send(op, timeout=timeout, max_retries=max_retries, deadline=deadline)
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
+        )
+
+    @endpoint
+    async def get_status(
+        self,
+        company_id: CompanyId,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> APIResponse[SyncStatus]:
+        """The company's sync status with its data connections:
+        ``GET /meta/companies/{companyId}/sync/commerce/status`` (``get-sync-status``;
+        Codat's SDK calls it ``get_status``). A GET: retried like the other reads."""
+        return await self._send(
+            _protocol.company_sync_status(company_id),
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
+        )
 
     # -- waiting --------------------------------------------------------------
 
@@ -194,6 +247,7 @@ class SyncAPI:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> CompanySyncStatus:
         """Poll a sync until it finishes; return its final :class:`CompanySyncStatus`.
 
@@ -212,7 +266,7 @@ class SyncAPI:
         latest sync for the rest of the wait.
         """
         poll = validate_poll_settings(poll_interval, max_poll_interval, timeout)
-        return await self._wait(company_id, sync_id, poll)
+        return await self._with_headers(extra_headers)._wait(company_id, sync_id, poll)
 
     # -- bulk -----------------------------------------------------------------
 
@@ -231,6 +285,7 @@ class SyncAPI:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
         """``request_sync`` for many companies; results arrive in completion order::
 
@@ -254,12 +309,13 @@ class SyncAPI:
         - ``wait=True``: also wait for each sync to finish (``wait_for_sync`` with
           ``poll_interval``, ``max_poll_interval`` and ``wait_timeout``), up to
           ``wait_concurrency`` at once; results then carry the final ``status``.
+        - ``extra_headers``: added to every request of the run (validated first).
 
         One company's failure never stops the others: it is a result with ``error``.
-        Per-call settings come from the client (use ``client.with_options(...)``).
+        Other per-call settings come from the client (use ``client.with_options(...)``).
         """
         payload = _protocol.sync_to_payload(sync_to)
-        return self._trigger_run(
+        return self._with_headers(extra_headers)._trigger_run(
             company_ids,
             lambda company: _protocol.trigger_latest(company, payload),
             concurrency=concurrency,
@@ -287,6 +343,7 @@ class SyncAPI:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
         """``request_sync_for_date_range`` for many companies: the same window for each.
 
@@ -294,7 +351,7 @@ class SyncAPI:
         raises ``ValueError`` here, before anything is sent.
         """
         payload = _protocol.date_range_payload(start, finish)
-        return self._trigger_run(
+        return self._with_headers(extra_headers)._trigger_run(
             company_ids,
             lambda company: _protocol.trigger_historic(company, payload),
             concurrency=concurrency,
@@ -317,6 +374,7 @@ class SyncAPI:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
         """:meth:`wait_for_sync` for many syncs; final statuses in completion order.
 
@@ -327,9 +385,10 @@ class SyncAPI:
         polls share the client's in-flight cap, and ``requests_per_minute`` works as
         in :meth:`request_sync_many`.
         """
+        owner = self._with_headers(extra_headers)
         return _bulk.wait_run(
             syncs,
-            self._waiter(),
+            owner._waiter(),
             limits=self._core.limits,
             on_enter=self._core.check_usable,
             concurrency=concurrency,
@@ -355,6 +414,15 @@ class SyncAPI:
             on_enter=self._core.check_usable,
             max_concurrency=self._core.limits.max_concurrency,
             **options,
+        )
+
+    def _with_headers(self, extra_headers: Mapping[str, str] | None) -> SyncAPI:
+        """This resource, or one whose calls send ``extra_headers`` too (validated
+        here, before any I/O)."""
+        if extra_headers is None:
+            return self
+        return AsyncSyncResource(
+            self._core, self._settings.with_overrides(extra_headers=extra_headers)
         )
 
     def _waiter(self) -> _bulk.Waiter:
@@ -399,8 +467,10 @@ class AsyncSyncResource(SyncAPI, AsyncSurface):
 
     Every method validates its input before any I/O (a bad company id or date
     raises ``ValueError`` with nothing sent) and takes per-call overrides:
-    ``timeout``, ``max_retries``, ``deadline`` and, for the two POSTs,
-    ``idempotency_key``.
+    ``timeout``, ``max_retries``, ``deadline``, ``extra_headers`` and, for the
+    two POSTs, ``idempotency_key``. ``extra_headers`` are checked as the
+    constructor's ``default_headers`` are: ``Authorization`` and
+    ``Idempotency-Key`` cannot be set this way (use ``idempotency_key=``).
     """
 
     def __init__(self, core: Core, settings: CallSettings) -> None:

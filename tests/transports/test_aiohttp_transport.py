@@ -17,6 +17,8 @@ from codat_commerce_async.transports import AiohttpTransport
 
 from ._loopback import GZIP_BODY, SUMMARY, LoopbackServer
 
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # aiohttp runs on asyncio
+
 SYNC_PATH = "/companies/f4637ec9-9fc0-4a02-8df0-c90d6dc86208/sync/commerce/latest"
 BODY = b'{"syncTo": "2024-06-30T00:00:00Z"}'
 TIMEOUT = httpx.Timeout(5.0)
@@ -54,7 +56,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.asyncio
 async def test_json_round_trip(server: LoopbackServer) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), base_url=server.url) as client:
         response = await client.post(SYNC_PATH, content=BODY, headers=sdk_headers())
@@ -66,7 +67,6 @@ async def test_json_round_trip(server: LoopbackServer) -> None:
     assert server.requests[0].body == BODY
 
 
-@pytest.mark.asyncio
 async def test_headers_sent_verbatim(server: LoopbackServer) -> None:
     request = sync_request(server.url, "/echo-headers")
     async with AiohttpTransport() as transport:
@@ -80,7 +80,6 @@ async def test_headers_sent_verbatim(server: LoopbackServer) -> None:
     assert "cookie" not in names
 
 
-@pytest.mark.asyncio
 async def test_gzip_body_is_returned_undecoded(server: LoopbackServer) -> None:
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(sync_request(server.url, "/gzip"))
@@ -90,7 +89,6 @@ async def test_gzip_body_is_returned_undecoded(server: LoopbackServer) -> None:
     assert raw == GZIP_BODY
 
 
-@pytest.mark.asyncio
 async def test_redirect_is_not_followed(server: LoopbackServer) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), base_url=server.url) as client:
         response = await client.post("/redirect", content=BODY)
@@ -99,7 +97,6 @@ async def test_redirect_is_not_followed(server: LoopbackServer) -> None:
     assert len(server.requests) == 1
 
 
-@pytest.mark.asyncio
 async def test_no_cookie_jar(server: LoopbackServer) -> None:
     async with AiohttpTransport() as transport:
         for _ in range(2):
@@ -109,7 +106,6 @@ async def test_no_cookie_jar(server: LoopbackServer) -> None:
     assert all("cookie" not in {k.lower() for k, _ in r.headers} for r in server.requests)
 
 
-@pytest.mark.asyncio
 async def test_response_is_streamed_lazily(server: LoopbackServer) -> None:
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(sync_request(server.url, "/stream"))
@@ -120,7 +116,6 @@ async def test_response_is_streamed_lazily(server: LoopbackServer) -> None:
     assert response.json() == SUMMARY
 
 
-@pytest.mark.asyncio
 async def test_connection_reused_only_after_full_read(server: LoopbackServer) -> None:
     async with AiohttpTransport() as transport:
         for _ in range(3):
@@ -136,7 +131,6 @@ async def test_connection_reused_only_after_full_read(server: LoopbackServer) ->
     assert server.connections == 2
 
 
-@pytest.mark.asyncio
 async def test_streaming_upload(server: LoopbackServer) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield BODY[:10]
@@ -148,7 +142,6 @@ async def test_streaming_upload(server: LoopbackServer) -> None:
     assert server.requests[0].body == BODY
 
 
-@pytest.mark.asyncio
 async def test_connect_refused_is_connect_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     async with AiohttpTransport() as transport:
@@ -158,7 +151,6 @@ async def test_connect_refused_is_connect_error() -> None:
     assert info.value.request.url == url + SYNC_PATH
 
 
-@pytest.mark.asyncio
 async def test_connect_timeout() -> None:
     """A listener with a full accept queue drops SYNs, so the connect hangs."""
     with socket.socket() as listener:
@@ -181,7 +173,6 @@ async def test_connect_timeout() -> None:
                 filler.close()
 
 
-@pytest.mark.asyncio
 async def test_read_timeout_waiting_for_headers(server: LoopbackServer) -> None:
     transport = AiohttpTransport()
     async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
@@ -189,7 +180,6 @@ async def test_read_timeout_waiting_for_headers(server: LoopbackServer) -> None:
             await client.post("/hang", content=BODY, timeout=httpx.Timeout(5.0, read=0.2))
 
 
-@pytest.mark.asyncio
 async def test_read_timeout_while_reading_body(server: LoopbackServer) -> None:
     transport = AiohttpTransport()
     async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
@@ -197,7 +187,6 @@ async def test_read_timeout_while_reading_body(server: LoopbackServer) -> None:
             await client.post("/slow-body", content=BODY, timeout=httpx.Timeout(5.0, read=0.2))
 
 
-@pytest.mark.asyncio
 async def test_pool_timeout(server: LoopbackServer) -> None:
     transport = AiohttpTransport(limit=1)
     async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
@@ -212,14 +201,12 @@ async def test_pool_timeout(server: LoopbackServer) -> None:
     assert response.status_code == 200
 
 
-@pytest.mark.asyncio
 async def test_server_reset_before_answering(server: LoopbackServer) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), base_url=server.url) as client:
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
             await client.post("/reset", content=BODY)
 
 
-@pytest.mark.asyncio
 async def test_truncated_body_fails_while_reading(server: LoopbackServer) -> None:
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(sync_request(server.url, "/truncated"))
@@ -229,7 +216,6 @@ async def test_truncated_body_fails_while_reading(server: LoopbackServer) -> Non
         await response.aclose()
 
 
-@pytest.mark.asyncio
 async def test_tls_errors_stay_recognisable() -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
@@ -251,7 +237,6 @@ async def test_tls_errors_stay_recognisable() -> None:
     assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
 
 
-@pytest.mark.asyncio
 async def test_cancellation_leaves_pool_usable(server: LoopbackServer) -> None:
     """100 rounds: 20 requests on 10 connections, cancelled mid-flight."""
     transport = AiohttpTransport(limit=10)
@@ -291,7 +276,6 @@ def test_trio_is_refused_clearly() -> None:
     trio.run(main)
 
 
-@pytest.mark.asyncio
 async def test_session_is_lazy_and_closed(server: LoopbackServer) -> None:
     transport = AiohttpTransport()  # built outside any request: no session yet
     assert session_of(transport) is None

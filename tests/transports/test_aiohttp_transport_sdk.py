@@ -15,10 +15,11 @@ from codat_commerce_async.transports import AiohttpTransport
 
 from ._loopback import LoopbackServer
 
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # aiohttp runs on asyncio
+
 COMPANY = "f4637ec9-9fc0-4a02-8df0-c90d6dc86208"
 
 
-@pytest.mark.asyncio
 async def test_request_sync_round_trip(server: LoopbackServer) -> None:
     async with AsyncSyncClient(
         api_key="k", base_url=server.url, transport=AiohttpTransport()
@@ -35,7 +36,6 @@ async def test_request_sync_round_trip(server: LoopbackServer) -> None:
     assert b"2024-06-30" in received.body
 
 
-@pytest.mark.asyncio
 async def test_read_timeout_becomes_sdk_timeout(server: LoopbackServer) -> None:
     async with AsyncSyncClient(
         api_key="k",
@@ -48,7 +48,6 @@ async def test_read_timeout_becomes_sdk_timeout(server: LoopbackServer) -> None:
             await client.sync.request_sync(COMPANY)
 
 
-@pytest.mark.asyncio
 async def test_untrusted_certificate_becomes_tls_error() -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
