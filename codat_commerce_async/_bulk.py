@@ -54,9 +54,9 @@ if TYPE_CHECKING:
     from ._resources._surface import LoopCaller
 
 __all__ = [
-    "BlockingBulkRun",
     "DEFAULT_BULK_CONCURRENCY",
     "DEFAULT_WAIT_CONCURRENCY",
+    "BlockingBulkRun",
     "BulkProgress",
     "BulkResult",
     "BulkRun",

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ._clock import Clock
-from ._pause import PauseGate
 from ._exceptions import APITimeoutError
+from ._pause import PauseGate
 from ._ratelimit import RateLimiter
 
 if TYPE_CHECKING:

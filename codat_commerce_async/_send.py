@@ -82,9 +82,7 @@ class HttpPool:
         # redirect, cookie and hook handling we never want, at ~40% of the CPU of a call.
         # A borrowed client keeps its own send (its mounts, proxies and event hooks).
         self.send: Send = (
-            transport.handle_async_request
-            if transport is not None
-            else _client_send(http)
+            transport.handle_async_request if transport is not None else _client_send(http)
         )
 
     @staticmethod

@@ -729,3 +729,29 @@ async def test_a_cancelled_call_still_reports_call_finished() -> None:
             await client.sync.request_sync(COMPANY)
     assert [e.kind for e in events] == ["request_sent", "call_finished"]
     assert events[-1].error is not None
+
+
+async def test_a_clock_of_your_own(codat: ScriptedCodat) -> None:
+    from codat_commerce_async import ConfigurationError
+
+    class Frozen:
+        def __init__(self) -> None:
+            self.slept: list[float] = []
+
+        def now(self) -> float:
+            return 0.0
+
+        async def sleep(self, seconds: float) -> None:
+            self.slept.append(seconds)
+
+        def random(self) -> float:
+            return 0.5
+
+    clock = Frozen()
+    codat.then(resp(503), resp(200))
+    transport = httpx.MockTransport(codat)
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=transport, clock=clock) as client:
+        await client.sync.request_sync(COMPANY)
+    assert clock.slept == [0.25]  # full jitter: U(0, 0.5) drawn at 0.5
+    with pytest.raises(ConfigurationError, match="clock"):
+        AsyncSyncClient(api_key=CANARY_KEY, clock=object())  # type: ignore[arg-type]

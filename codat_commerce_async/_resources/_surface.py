@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .._response import APIResponse
