@@ -95,9 +95,8 @@ class _LoopThread:
             )
         if self.in_loop_thread():
             raise RuntimeError("a SyncClient cannot be called from its own event loop thread")
-        # A plain task started with call_soon_threadsafe and a bare lock to wait on: the
-        # portal's per-call task group and a concurrent Future more than doubled the
-        # cost of a call; what is left is the two thread wake-ups.
+        # A plain task started with call_soon_threadsafe and a bare lock to wait on, not
+        # the portal's call(): far cheaper per call (docs/performance.md, item 5).
         done = threading.Lock()
         done.acquire()
         started: list[asyncio.Task[T]] = []

@@ -78,9 +78,9 @@ class HttpPool:
 
     def _use(self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None) -> None:
         self.http = http
-        # Our own pool: call its transport directly. httpx.AsyncClient.send adds auth,
-        # redirect, cookie and hook handling we never want, at ~40% of the CPU of a call.
-        # A borrowed client keeps its own send (its mounts, proxies and event hooks).
+        # Our own pool: call its transport directly, skipping httpx.AsyncClient.send's
+        # auth, redirect, cookie and hook handling (docs/performance.md). A borrowed
+        # client keeps its own send (its mounts, proxies and event hooks).
         self.send: Send = (
             transport.handle_async_request if transport is not None else _client_send(http)
         )

@@ -471,6 +471,9 @@ class AsyncSyncResource(SyncAPI, AsyncSurface):
     two POSTs, ``idempotency_key``. ``extra_headers`` are checked as the
     constructor's ``default_headers`` are: ``Authorization`` and
     ``Idempotency-Key`` cannot be set this way (use ``idempotency_key=``).
+
+    The HTTP calls are declared once, returning an :class:`APIResponse`; here they
+    return its model (``.parsed``), and on ``with_raw_response`` the response itself.
     """
 
     def __init__(self, core: Core, settings: CallSettings) -> None:
