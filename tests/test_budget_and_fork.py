@@ -99,9 +99,9 @@ def _in_child(fn) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_owned_pool_is_rebuilt_in_a_forked_child() -> None:
-    from ._loopback import loopback_server
+    from ._sockets import MisbehavingServer
 
-    with loopback_server() as server:
+    with MisbehavingServer() as server:
         client = AsyncSyncClient(api_key=CANARY_KEY, base_url=server.url)
         loop = asyncio.new_event_loop()  # the parent's pooled connection belongs to it
         loop.run_until_complete(client.sync.request_sync(COMPANY))
@@ -111,10 +111,10 @@ def test_owned_pool_is_rebuilt_in_a_forked_child() -> None:
             return 0
 
         assert _in_child(child) == 0
-        assert server.request_count == 2
-        assert server.state.connections_made == 2  # the child never used the parent's socket
+        assert server.requests == 2
+        assert server.stats.connections_made == 2  # the child never used the parent's socket
         loop.run_until_complete(client.sync.request_sync(COMPANY))
-        assert server.state.connections_made == 2  # the parent's pool is intact
+        assert server.stats.connections_made == 2  # the parent's pool is intact
         loop.run_until_complete(client.aclose())
         loop.close()
 

@@ -12,9 +12,9 @@ import pytest
 
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer
 
+from .._sockets import MisbehavingServer
 from ..conftest import CANARY_KEY
 from ._harness import CANARY, FIGURES, MODES, CanaryLogHandler
-from ._sockets import MisbehavingServer
 
 #: Loggers captured at DEBUG for the whole suite: ours, and the two layers below us.
 _LOGGERS = ("codat_commerce_async", "httpx", "httpcore")

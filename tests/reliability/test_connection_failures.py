@@ -18,9 +18,7 @@ import pytest
 from codat_commerce_async import APIConnectionError, APITimeoutError, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
-from ..conftest import new_company
-from ._harness import FAST, eventually, fake_records, open_api, raises
-from ._sockets import (
+from .._sockets import (
     MisbehavingServer,
     answer,
     blackhole_port,
@@ -32,6 +30,8 @@ from ._sockets import (
     reset,
     truncate,
 )
+from ..conftest import new_company
+from ._harness import FAST, eventually, fake_records, open_api, raises
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 

@@ -26,9 +26,9 @@ from codat_commerce_async import (
     UnexpectedRedirectError,
 )
 
+from .._sockets import SUMMARY_BYTES, MisbehavingServer, answer, raw
 from ..conftest import CANARY_KEY, SUMMARY, new_company
 from ._harness import open_api, pool_state, raises, record_figures, sync_raises
-from ._sockets import SUMMARY_BYTES, MisbehavingServer, answer, raw
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from ..conftest import SUMMARY
+from .conftest import SUMMARY
 
 HOST = "127.0.0.1"
 _POLL = 0.05  # how often a blocked thread looks at the stop flag

@@ -26,9 +26,9 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
+from .._sockets import MisbehavingServer
 from ..conftest import CANARY_KEY, new_company
 from ._harness import FAST, fake_records, open_api, raises
-from ._sockets import MisbehavingServer
 
 pytestmark = pytest.mark.asyncio_only
 

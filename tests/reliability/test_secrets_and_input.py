@@ -20,9 +20,9 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer
 
+from .._sockets import MisbehavingServer
 from ..conftest import CANARY_KEY, new_company
 from ._harness import CANARY_FORMS, Canary, open_api, raises, sync_raises
-from ._sockets import MisbehavingServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 

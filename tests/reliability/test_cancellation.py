@@ -16,6 +16,7 @@ import pytest
 from codat_commerce_async import APITimeoutError, CallEvent, SyncClient, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
+from .._sockets import MisbehavingServer, answer, hang
 from ..conftest import CANARY_KEY, new_company
 from ._harness import (
     CANARY,
@@ -29,7 +30,6 @@ from ._harness import (
     wait_until,
 )
 from ._interrupt import ctrl_c_when
-from ._sockets import MisbehavingServer, answer, hang
 
 # -- row 19: cancel mid-request ----------------------------------------------------------
 
