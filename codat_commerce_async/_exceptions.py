@@ -34,6 +34,7 @@ with the same key or check the sync's status.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -454,12 +455,22 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
     return max(0.0, delta)
 
 
+# "//" up to the last "@" of a run without spaces: a URL's userinfo, even one whose
+# password holds "/", "?" or "#" (which end the authority for a URL parser).
+_USERINFO = re.compile(r"//[^\s]*@")
+
+
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every credential form replaced (servers may echo what they got)."""
+    """``text`` with every credential form and any URL userinfo replaced (servers may
+    echo what they got). Scrub before cutting: a cut may split a secret."""
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, "<redacted>")
-    return text
+    return _USERINFO.sub("//<redacted>@", text)
+
+
+def _scrubbed_excerpt(text: str, secrets: Sequence[str], limit: int) -> str:
+    return redact(text, secrets)[:limit]
 
 
 def _status_message(
@@ -471,9 +482,9 @@ def _status_message(
     if 300 <= status_code < 400:
         location = response.headers.get("location")
         text += " (redirects are never followed"
-        text += f"; Location: {location[:200]})" if location else ")"
+        text += f"; Location: {_scrubbed_excerpt(location, secrets, 200)})" if location else ")"
     if detail:
-        text += f": {str(detail)[:500]}"
+        text += f": {_scrubbed_excerpt(str(detail), secrets, 500)}"
     return redact(text, secrets)
 
 

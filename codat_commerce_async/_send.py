@@ -26,6 +26,7 @@ from ._exceptions import (
     APITLSError,
     ResponseTooLargeError,
 )
+from ._response import ascii_int
 
 __all__ = ["read_body", "send_attempt", "translate_transport_error"]
 
@@ -95,8 +96,8 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         if len(content) > limit:
             raise _too_large(response, limit, "decoded")
         return content
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = ascii_int(response.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _too_large(response, limit, "declared")
     coding = response.headers.get("content-encoding", "").strip().lower()
     decoder = None
@@ -143,6 +144,14 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         await _abandon(response, chunks)
         raise
     if decoder is not None:
+        if not decoder.eof:
+            # Cut short (or missing its checksum trailer) inside correct HTTP framing:
+            # a broken transfer like a short plain body, so never parsed, and retried.
+            raise APIConnectionError(
+                f"Codat's {coding} response ended before its compressed stream was complete",
+                request=response.request,
+                request_sent=True,
+            )
         tail = decoder.flush()
         size += len(tail)
         if size > limit:
