@@ -23,7 +23,8 @@ CodatError
     │   └── InternalServerError       >= 500
     ├── ResponseValidationError   a success body that is not what the spec promises
     ├── ResponseTooLargeError     a body above ``max_response_size`` (raw or decoded)
-    └── RetryBudgetExhaustedError the client-wide retry budget is empty
+    ├── RetryBudgetExhaustedError the client-wide retry budget is empty
+    └── ClientClosedError         the client was closed (also a RuntimeError)
 ```
 
 Every :class:`APIError` carries the ``idempotency_key`` sent with the call (when
@@ -51,6 +52,7 @@ __all__ = [
     "APIStatusError",
     "APITLSError",
     "APITimeoutError",
+    "ClientClosedError",
     "AuthenticationError",
     "BadRequestError",
     "CodatError",
@@ -175,6 +177,12 @@ class APIError(CodatError):
         if self.idempotency_key is not None:
             extra.append(f"idempotency_key={self.idempotency_key}")
         return f"{self.message} ({', '.join(extra)})"
+
+
+class ClientClosedError(APIError, RuntimeError):
+    """The client was closed: before this call, or while it was in flight (no attempt
+    starts after close begins). ``attempts`` and ``idempotency_key`` say what may have
+    reached Codat; reuse the key with a new client to reconcile."""
 
 
 class APIConnectionError(APIError):
