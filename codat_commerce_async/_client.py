@@ -50,14 +50,13 @@ from ._exceptions import (
     APITimeoutError,
     ClientClosedError,
     ConfigurationError,
-    RateLimitError,
     RetryBudgetExhaustedError,
 )
 from ._logging import logger, setup_from_env
 from ._pause import PauseGate
 from ._ratelimit import RateLimiter, validate_rate
 from ._response import APIResponse
-from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable
+from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable, retry_after_of
 from ._send import send_attempt
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
@@ -82,9 +81,9 @@ def _loop_identity() -> object:
     return library
 
 
-def _pool_size(http: httpx.AsyncClient) -> int | None:
-    """Best effort: the connection limit of an injected client's default transport."""
-    pool = getattr(getattr(http, "_transport", None), "_pool", None)
+def _pool_size(transport: object) -> int | None:
+    """Best effort: the connection limit of an httpx transport (None if unknown)."""
+    pool = getattr(transport, "_pool", None)
     size = getattr(pool, "_max_connections", None)
     return size if isinstance(size, int) and size > 0 else None
 
@@ -335,7 +334,8 @@ class AsyncSyncClient:
         deadline: wall-clock bound on a whole call, retries and waits included
             (default 120 s; ``None`` for none).
         attempt_timeout: wall-clock bound on one attempt (default 30 s; ``None`` for none).
-        max_concurrency: requests in flight at once (default 10), never above the pool size.
+        max_concurrency: requests in flight at once (default 10), never above the pool size
+            (of the SDK's pool, or of an httpx ``http_client``/``transport`` you pass).
         max_response_size: the largest body accepted, raw or decompressed (default 1 MiB).
         default_headers: extra headers for every request.
         http_client: an ``httpx.AsyncClient`` you own; the SDK never closes it.
@@ -399,7 +399,7 @@ class AsyncSyncClient:
                 )
             if not isinstance(http_client, httpx.AsyncClient):
                 raise ConfigurationError("http_client must be an httpx.AsyncClient")
-            pool = _pool_size(http_client)
+            pool = _pool_size(getattr(http_client, "_transport", None))
             if pool is not None:
                 concurrency = min(concurrency, pool)
             http, own_transport = http_client, None
@@ -409,6 +409,9 @@ class AsyncSyncClient:
                     "verify= configures the SDK's own transport; with transport= set TLS "
                     "options on your transport"
                 )
+            pool = _pool_size(transport)
+            if pool is not None:  # the cap follows the pool, however it was supplied
+                concurrency = min(concurrency, pool)
             http, own_transport = _pool_client(transport, settings.timeout), transport
         else:
             rebuild = _pool_factory(concurrency, settings.timeout, verify)
@@ -827,12 +830,11 @@ class AsyncSyncClient:
         error = _protocol.error_for_response(
             response, body, idempotency_key=key, attempts=number, secrets=core.secrets
         )
-        if (
-            isinstance(error, RateLimitError)
-            and error.retry_after
-            and error.retry_after <= call.retry_policy.max_retry_after
-        ):
-            core.gate_until = max(core.gate_until, core.clock() + error.retry_after)
+        # A 429's or a 503's Retry-After is about the whole client (Codat counts per
+        # IP; a 503 is the service): pause every call, not only this one.
+        retry_after = retry_after_of(error)
+        if retry_after and retry_after <= call.retry_policy.max_retry_after:
+            core.gate_until = max(core.gate_until, core.clock() + retry_after)
         raise error
 
     async def _wait_at_gate(self, remaining: Callable[[], float | None]) -> None:

@@ -424,7 +424,8 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     return _STATUS_CLASSES.get(status_code, APIStatusError)
 
 
-# Above this a Retry-After is nonsense (about 11.5 days); it also keeps float() sane.
+# A longer Retry-After (about 11.5 days) is reported as this: still "longer than we
+# wait" (so it raises at once with ``retry_after`` set), and it keeps the clock maths sane.
 _RETRY_AFTER_CEILING = 1_000_000.0
 
 
@@ -432,7 +433,9 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
     """Parse a ``Retry-After`` header into seconds (>= 0), or None if absent or invalid.
 
     Accepts delta-seconds (integer or decimal) and HTTP-dates. Garbage, NaN,
-    infinities and negative numbers give None; a date in the past gives 0.
+    infinities and negative numbers give None; a date in the past gives 0; a
+    value above about 11.5 days gives that ceiling (never None: it is a real,
+    long Retry-After).
     """
     if value is None:
         return None
@@ -444,9 +447,9 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
             seconds = float(text)
         except ValueError:
             return None
-        if seconds != seconds or seconds < 0 or seconds > _RETRY_AFTER_CEILING:
+        if seconds != seconds or seconds < 0 or seconds == float("inf"):
             return None
-        return seconds
+        return min(seconds, _RETRY_AFTER_CEILING)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -458,9 +461,7 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
         delta = (when - current).total_seconds()
     except OverflowError:
         return None
-    if delta > _RETRY_AFTER_CEILING:
-        return None
-    return max(0.0, delta)
+    return min(max(0.0, delta), _RETRY_AFTER_CEILING)
 
 
 # "//" up to the last "@" of a run without spaces: a URL's userinfo, even one whose
