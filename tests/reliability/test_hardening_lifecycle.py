@@ -190,8 +190,12 @@ def test_sync_client_close_during_a_call_in_another_thread(
 ) -> None:
     server.always(hang())
     facade = SyncClient(
-        api_key=CANARY_KEY, base_url=server.url, retry_policy=FAST,
-        deadline=None, attempt_timeout=None, timeout=None,
+        api_key=CANARY_KEY,
+        base_url=server.url,
+        retry_policy=FAST,
+        deadline=None,
+        attempt_timeout=None,
+        timeout=None,
     )
     copy = facade.with_options(max_retries=5)
     outcome: list[BaseException] = []
