@@ -81,6 +81,29 @@ _CHILDREN = {
         assert sent.wait(30)
         print("called")
     """,
+    "compat-not-closed": """
+        import codat_commerce_async.compat as codat
+        from codat_commerce_async.compat.models import operations, shared
+        s = codat.CodatSyncCommerce(
+            security=shared.Security(auth_header="Basic a2V5"), server_url=URL
+        )
+        s.sync.request_sync(operations.RequestSyncRequest(company_id=COMPANY))
+        print("called")
+    """,
+    "compat-mid-call-in-daemon-thread": """
+        import codat_commerce_async.compat as codat
+        from codat_commerce_async.compat.models import operations, shared
+        sent = threading.Event()
+        s = codat.CodatSyncCommerce(
+            security=shared.Security(auth_header="Basic a2V5"), server_url=URL,
+            deadline=None, attempt_timeout=None, timeout=None,
+            event_hooks=[lambda e: e.kind == "request_sent" and sent.set()],
+        )
+        request = operations.RequestSyncRequest(company_id=COMPANY)
+        threading.Thread(target=s.sync.request_sync, args=(request,), daemon=True).start()
+        assert sent.wait(30)
+        print("called")
+    """,
     "in-a-function-then-dropped": """
         def work():
             c = SyncClient(api_key="k", base_url=URL)
@@ -94,7 +117,7 @@ _CHILDREN = {
 
 @pytest.mark.parametrize("case", sorted(_CHILDREN))
 def test_a_sync_client_never_closed_never_hangs_interpreter_exit(case: str) -> None:
-    step = hang() if case == "mid-call-in-daemon-thread" else answer()
+    step = hang() if case.endswith("mid-call-in-daemon-thread") else answer()
     with MisbehavingServer(default=step) as server:
         done = _run_child(_CHILDREN[case], server.url)
     assert done.returncode == 0, done.stderr
