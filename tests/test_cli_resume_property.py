@@ -24,33 +24,18 @@ from codat_commerce_async.cli import main
 from codat_commerce_async.cli._bulkfile import Journal
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
+from .test_cli import conn
+
 COMPANIES = 10
 KILLS = 6
 #: Hang guards for one child (a healthy run of 10 companies takes about a second).
 _RUN_LIMIT = 60.0
 
 
-def _conn(server: FakeCodatServer) -> list[str]:
-    return ["--base-url", server.base_url, "--api-key", server.fake.api_key]
-
-
 def _argv(source: Path, out: Path, server: FakeCodatServer, concurrency: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "codat_commerce_async.cli",
-        "sync",
-        "bulk",
-        str(source),
-        "-o",
-        str(out),
-        "--concurrency",
-        str(concurrency),
-        "--requests-per-minute",
-        "60000",
-        "--no-progress",
-        *_conn(server),
-    ]
+    command = ["sync", "bulk", str(source), "-o", str(out), "--no-progress"]
+    options = ["--concurrency", str(concurrency), "--requests-per-minute", "60000"]
+    return [sys.executable, "-m", "codat_commerce_async.cli", *command, *options, *conn(server)]
 
 
 def _lines(path: Path) -> int:
@@ -159,7 +144,7 @@ def test_a_record_after_a_torn_tail_starts_on_its_own_line(tmp_path: Path) -> No
         # The sync starts, then Codat answers 502 (and replays it for the key): the
         # run ends with this company failed, its key known to Codat.
         fake.faults.script(Fault.fail_after_sync(502), company_id=company)
-        argv = ["sync", "bulk", str(source), "-o", str(out), "--no-progress", *_conn(server)]
+        argv = ["sync", "bulk", str(source), "-o", str(out), "--no-progress", *conn(server)]
         assert main(argv) == 1
         assert fake.syncs_started(company) == 1
         journal = Journal.load(out)
