@@ -25,6 +25,7 @@ from ._exceptions import (
     APITimeoutError,
     APITLSError,
     ResponseTooLargeError,
+    redact,
 )
 from ._response import ascii_int
 
@@ -55,7 +56,7 @@ async def send_attempt(
             response = await send(request)
             response.request = request  # a transport's response does not know it
             try:
-                body = await read_body(response, max_response_size)
+                body = await read_body(response, max_response_size, secrets)
             finally:
                 await response.aclose()
     except TimeoutError:
@@ -83,7 +84,9 @@ async def send_attempt(
     return response, body
 
 
-async def read_body(response: httpx.Response, limit: int) -> bytes:
+async def read_body(
+    response: httpx.Response, limit: int, secrets: Sequence[str] = ()
+) -> bytes:
     """Read and decode the body, refusing more than ``limit`` bytes raw or decoded.
 
     Decompression is done here, chunk by chunk with a bounded output, because
@@ -105,7 +108,9 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         wbits = _ENCODINGS.get(coding)
         if wbits is None:
             error = APIConnectionError(
-                f"Codat's response uses an unsupported content encoding {coding[:40]!r}",
+                # The server's text: scrubbed, then cut.
+                f"Codat's response uses an unsupported content encoding "
+                f"{redact(coding, secrets)[:40]!r}",
                 request=response.request,
             )
             # The server chose it: a retry gets the same (for a POST, a replayed) answer.

@@ -90,3 +90,17 @@ def test_base_url_with_credentials_never_echoes_them(password: str, factory: typ
     for piece in ("s3cr", "et-pw", "someuser"):
         assert piece not in text
     assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+@pytest.mark.parametrize("shift", [3, 10])
+async def test_an_odd_content_encoding_is_scrubbed_before_it_is_cut(
+    mode: str, server: MisbehavingServer, shift: int
+) -> None:
+    from codat_commerce_async import APIConnectionError
+
+    key = "other-key-4d1e8b2c9a7f"  # not the canary: httpcore logs response headers
+    server.always(answer(200, b"{}", {"Content-Encoding": "b" * (40 - shift) + key}))
+    async with open_api(mode, base_url=server.url, api_key=key) as api:
+        error = await raises(APIConnectionError, api.request_sync(_company()))
+    assert "content encoding" in str(error)
+    _assert_no_part_of(key, str(error))
