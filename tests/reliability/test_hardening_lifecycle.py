@@ -258,20 +258,27 @@ def test_aclose_on_another_asyncio_loop_closes_the_pool(server: MisbehavingServe
         gc.collect()
 
 
-def _close_on_a_second_loop(server: MisbehavingServer) -> None:
+def _close_on_a_second_loop(server: MisbehavingServer, backend: str = "asyncio") -> None:
     client = _client(server)
 
     async def work() -> None:
         await client.sync.request_sync(_company())
 
-    asyncio.run(work())
+    anyio.run(work, backend=backend)
     assert server.open_connections == 1  # kept alive in the pool
-    asyncio.run(client.aclose())  # the first loop has ended
+    anyio.run(client.aclose, backend=backend)  # the first loop has ended
     assert client.is_closed
     assert server.wait_idle(), "a connection of the closed client is still open"
-    asyncio.run(client.aclose())  # twice is safe
+    anyio.run(client.aclose, backend=backend)  # twice is safe
     with pytest.raises(ClientClosedError):
-        asyncio.run(work())
+        anyio.run(work, backend=backend)
+
+
+def test_aclose_in_a_second_trio_run_closes_the_pool(server: MisbehavingServer) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        _close_on_a_second_loop(server, "trio")
+        gc.collect()
 
 
 def test_aclose_from_another_loop_while_the_owner_runs(server: MisbehavingServer) -> None:
