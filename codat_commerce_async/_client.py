@@ -70,7 +70,8 @@ class AsyncSyncClient:
         deadline: wall-clock bound on a whole call, retries and waits included
             (default 120 s; ``None`` for none).
         attempt_timeout: wall-clock bound on one attempt (default 30 s; ``None`` for none).
-        max_concurrency: requests in flight at once (default 10), never above the pool size.
+        max_concurrency: requests in flight at once (default 10), never above the pool size
+            (of the SDK's pool, or of an httpx ``http_client``/``transport`` you pass).
         max_response_size: the largest body accepted, raw or decompressed (default 1 MiB).
         default_headers: extra headers for every request.
         http_client: an ``httpx.AsyncClient`` you own; the SDK never closes it.
@@ -152,9 +153,9 @@ class AsyncSyncClient:
             timeout=settings.timeout,
             max_connections=concurrency,
         )
-        if http_client is not None:
-            # Requests never queue inside httpcore (encode/httpcore#1093).
-            concurrency = min(concurrency, pool.max_connections() or concurrency)
+        # The cap follows the pool, however it was supplied: requests never queue
+        # inside httpcore (encode/httpcore#1093).
+        concurrency = min(concurrency, pool.max_connections() or concurrency)
         headers = {
             "Authorization": auth,
             "Accept": "application/json",

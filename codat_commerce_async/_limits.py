@@ -4,7 +4,7 @@ A seam: the pipeline and bulk runs see only the two protocols below, so an
 implementation that shares the limits across processes (Redis, say) can replace
 :class:`InProcessLimits` without touching them.
 
-- :class:`Limits`, used by every attempt: the 429 gate (after a 429 with
+- :class:`Limits`, used by every attempt: the 429 gate (after a 429 or 503 with
   ``Retry-After`` every call of the client waits, since Codat counts requests per
   IP), the request rate, and the in-flight cap;
 - :class:`BulkLimits`, used by bulk runs only: a run's own request rate and at
@@ -49,8 +49,8 @@ class Limits(Protocol):
     def observe(
         self, call: Call[Any], status: int, headers: Mapping[str, str], retry_after: float | None
     ) -> None:
-        """Learn from an answer (``retry_after``: a 429's parsed ``Retry-After``, which
-        closes the gate; ``headers`` carry Codat's ``X-Rate-Limit-*`` quota)."""
+        """Learn from an answer (``retry_after``: a 429's or 503's parsed ``Retry-After``,
+        which closes the gate; ``headers`` carry Codat's ``X-Rate-Limit-*`` quota)."""
         ...
 
     def after_fork(self) -> None:

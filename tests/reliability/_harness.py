@@ -165,13 +165,14 @@ def open_fds() -> int:
 
 
 class Api:
-    """The same calls through either client. ``client`` is the async client (None for
-    the facade); ``transport`` is the pool under it, kept here for white-box checks."""
+    """The same calls through either client. ``client`` is the public client of the
+    mode (the facade itself in blocking mode); ``transport`` is the pool under it,
+    kept here for white-box checks."""
 
     def __init__(
         self,
         mode: str,
-        client: AsyncSyncClient | None,
+        client: AsyncSyncClient | SyncClient,
         facade: SyncClient | None,
         events: list[CallEvent],
         transport: httpx.AsyncHTTPTransport | None,
@@ -184,12 +185,10 @@ class Api:
 
     @property
     def base_url(self) -> httpx.URL:
-        public = self.client or self.facade
-        assert public is not None
-        return public.base_url
+        return self.client.base_url
 
     async def call(self, name: str, *args: Any, raw: bool = False, **kwargs: Any) -> Any:
-        if self.client is not None:
+        if self.facade is None:
             target: Any = self.client.sync.with_raw_response if raw else self.client.sync
             return await getattr(target, name)(*args, **kwargs)
         facade_target: Any = self.facade.sync.with_raw_response if raw else self.facade.sync
@@ -232,7 +231,7 @@ async def open_api(mode: str, *, record_events: bool = True, **options: Any) -> 
         return
     assert mode == "blocking", mode
     facade = await anyio.to_thread.run_sync(functools.partial(SyncClient, **options))
-    api = Api(mode, None, facade, events, transport)
+    api = Api(mode, facade, facade, events, transport)
     try:
         yield api
     finally:
