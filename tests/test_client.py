@@ -641,10 +641,12 @@ def test_client_is_bound_to_its_first_event_loop(codat: ScriptedCodat) -> None:
     import asyncio
 
     client = AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat))
-    asyncio.run(client.sync.request_sync(COMPANY))
+    home = asyncio.new_event_loop()
+    home.run_until_complete(client.sync.request_sync(COMPANY))
     with pytest.raises(RuntimeError, match="another event loop"):
         asyncio.run(client.sync.request_sync(COMPANY))
-    asyncio.run(client.aclose())
+    home.run_until_complete(client.aclose())  # closed on the loop that owns it
+    home.close()
 
 
 # -- event hooks -------------------------------------------------------------
