@@ -71,10 +71,11 @@ class Call(Generic[T]):
                 raise self.deadline_error()
         return limit, phase
 
-    def deadline_error(self) -> APITimeoutError:
-        """The error for a deadline that passed before the next attempt was sent."""
+    def deadline_error(self, message: str | None = None) -> APITimeoutError:
+        """The error for a deadline that passed (or would pass) before the next attempt
+        was sent."""
         return APITimeoutError(
-            f"the call deadline of {self.settings.deadline:g} s passed",
+            message or f"the call deadline of {self.settings.deadline:g} s passed",
             request=self.request,
             idempotency_key=self.key,
             attempts=self.attempts,

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ._clock import Clock
-from ._exceptions import APITimeoutError
 from ._pause import PauseGate
 from ._ratelimit import RateLimiter
 
@@ -154,15 +153,10 @@ class InProcessLimits:
     async def _throttle(self, rate: RateLimiter, call: Call[Any]) -> None:
         """Take a token, or fail at once if waiting would outlast the deadline."""
         if not await rate.acquire(max_wait=call.remaining()):
-            raise APITimeoutError(
+            raise call.deadline_error(
                 f"the client-side rate limit ({rate.requests_per_minute:g} requests a "
                 f"minute) would delay this request past the call deadline of "
-                f"{call.settings.deadline:g} s",
-                request=call.request,
-                idempotency_key=call.key,
-                attempts=call.attempts,
-                phase="deadline",
-                request_sent=call.attempts > 0,
+                f"{call.settings.deadline:g} s"
             )
 
     def _new_rate(self, requests_per_minute: float) -> RateLimiter:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +84,21 @@ class ScriptedCodat:
 def virtual_clock() -> ManualClock:
     """The suite's clock: virtual time from 1000 s, seeded jitter (the public seam)."""
     return ManualClock(1000.0)
+
+
+def in_child(fn: Callable[[], int]) -> int:
+    """Run ``fn()`` in a forked child; return its exit code."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def new_company() -> str:

@@ -5,11 +5,8 @@ the same company: single calls versus the bulk engine's per-company guard."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import uuid
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -27,7 +24,7 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
 from .._sockets import MisbehavingServer
-from ..conftest import CANARY_KEY, new_company
+from ..conftest import CANARY_KEY, in_child, new_company
 from ._harness import FAST, fake_records, open_api, raises
 
 pytestmark = pytest.mark.asyncio_only
@@ -94,20 +91,6 @@ async def _build(url: str) -> AsyncSyncClient:
     return AsyncSyncClient(api_key=CANARY_KEY, base_url=url)
 
 
-def _in_child(fn: Callable[[], int]) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            code = fn()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def test_row32_fork_rebuilds_an_owned_pool_over_real_sockets(server: MisbehavingServer) -> None:
     with start_blocking_portal() as home:
         client = home.call(_build, server.url)
@@ -117,7 +100,7 @@ def test_row32_fork_rebuilds_an_owned_pool_over_real_sockets(server: Misbehaving
             asyncio.run(client.sync.request_sync(new_company()))  # fresh loop, fresh pool
             return 0
 
-        assert _in_child(child) == 0
+        assert in_child(child) == 0
         assert server.requests == 2
         assert server.stats.connections_made == 2  # the child never used the parent's socket
         home.call(client.sync.request_sync, new_company())  # the parent's pool is intact
@@ -143,7 +126,7 @@ def test_row32_fork_refuses_borrowed_pools_and_the_facade(server: MisbehavingSer
                 codes += "os.fork()" in str(exc)
             return 0 if codes == 2 else 6
 
-        assert _in_child(child) == 0
+        assert in_child(child) == 0
         assert server.requests == 1
     asyncio.run(http.aclose())
 
