@@ -79,7 +79,8 @@ async def test_row02_connect_timeout_is_retried_then_raised(mode: str) -> None:
             elapsed = time.monotonic() - started
     assert exc.phase == "connect" and exc.request_sent is False
     assert exc.attempts == 3
-    assert 0.6 <= elapsed < 2.0
+    # Three 0.2 s connect timeouts (never early); the 2 s read timeout would take 6 s.
+    assert 0.6 <= elapsed < 5.0
 
 
 # -- row 3 ----------------------------------------------------------------------------------
@@ -216,7 +217,8 @@ async def test_row06_slow_drip_is_bounded_by_wall_clock(
         elapsed = time.monotonic() - started
     # Attempt 1 ends at its 0.6 s bound and is retried (same key); attempt 2 at the deadline.
     assert exc.phase == "deadline" and exc.attempts == 2
-    assert 1.0 <= elapsed < 1.6
+    # The drip would take minutes: only a hang, never a busy machine, reaches 5 s.
+    assert 1.0 <= elapsed < 5.0
     failures = [event.error for event in api.kinds("retry_scheduled")]
     assert isinstance(failures[0], APITimeoutError) and failures[0].phase == "attempt"
     assert len(set(_keys(server))) == 1
@@ -241,5 +243,8 @@ async def test_row06_waiting_for_a_slot_counts_against_the_deadline(
         async with anyio.create_task_group() as tg:
             tg.start_soon(one)
             tg.start_soon(one)
-    assert len(ends) == 2 and max(ends) < 0.8 + 0.3, ends
-    assert server.requests == 1  # the queued call never got to send
+    assert len(ends) == 2, ends
+    # The queued call never got to send: with a full deadline from when it got the slot
+    # it would have sent at 0.8 s. A hang guard only: ~0.8 s expected.
+    assert server.requests == 1
+    assert max(ends) < 5.0, ends
