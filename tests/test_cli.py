@@ -69,7 +69,7 @@ def test_demo_small(capsys: pytest.CaptureFixture[str]) -> None:
     assert record["retries"] >= 1  # the scripted 429 at least
     assert record["requests"] == record["triggers"] + record["status_polls"]
     assert record["requests_per_second"] > 0
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # a hang guard: ~1 s expected
 
 
 def test_demo_human_output(capsys: pytest.CaptureFixture[str]) -> None:

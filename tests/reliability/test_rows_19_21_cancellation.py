@@ -4,6 +4,7 @@ trio; through the blocking facade with a real Ctrl-C (SIGINT) and with deadlines
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -49,9 +50,18 @@ def _company() -> str:
 async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingServer) -> None:
     server.then(hang())
     async with open_api("async", base_url=server.url) as api:
-        started = time.monotonic()
-        with anyio.move_on_after(0.2) as scope:
-            await api.request_sync(_company())
+        started = float("inf")
+
+        async def cancel_mid_request(scope: anyio.CancelScope) -> None:
+            nonlocal started
+            assert await eventually(lambda: server.requests == 1)  # however slow the machine
+            started = time.monotonic()
+            scope.cancel()
+
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_mid_request, scope)
+                await api.request_sync(_company())
         assert scope.cancelled_caught  # a cancellation, never wrapped in an SDK error
         # At once: an SDK that waited for the hung attempt would sit out its 30 s timeout.
         assert time.monotonic() - started < 5.0
@@ -73,8 +83,12 @@ async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
     company, key = _company(), str(uuid.uuid4())
     fake.faults.script(Fault.latency(0.3, stage="after_sync"), company_id=company)
     async with open_api("async", base_url=fake_server.base_url) as api:
-        with anyio.move_on_after(0.1):
-            await api.request_sync(company, idempotency_key=key)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(api.request_sync, company, idempotency_key=key))
+            # Cancel once the sync started, while its answer is 0.3 s away (not after a
+            # fixed 0.1 s, which on a busy machine may come before the request arrived).
+            assert await eventually(lambda: fake.syncs_started(company) == 1)
+            tg.cancel_scope.cancel()
         assert fake.syncs_started(company) == 1  # it ran, although we cancelled
         raw = await api.raw_request_sync(company, idempotency_key=key)  # retry, same key
     assert await eventually(lambda: len(fake_records(fake, company)) == 2)
