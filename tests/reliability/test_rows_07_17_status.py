@@ -30,7 +30,7 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
 from ..conftest import CANARY_KEY
-from ._harness import FAST, fake_records, open_api, raises
+from ._harness import FAST, eventually, fake_records, open_api, raises
 
 pytestmark = pytest.mark.anyio
 
@@ -293,7 +293,10 @@ async def test_row13_409_until_attempts_run_out_keeps_the_key_for_later(
     ) as api:
         exc = await raises(ConflictError, api.request_sync(company))
         assert exc.attempts == 3 and exc.idempotency_key
-        await anyio.sleep(0.6)
+        # "Later": once the first attempt is done inside Codat (its 0.5 s, or more if busy).
+        assert await eventually(
+            lambda: fake.in_flight(company) == 0 and fake.syncs_started(company) == 1
+        )
         raw = await api.raw_request_sync(company, idempotency_key=exc.idempotency_key)
     assert raw.attempts == 1 and fake_records(fake, company)[-1].replayed
     assert fake.syncs_started(company) == 1

@@ -27,7 +27,7 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
 from ..conftest import CANARY_KEY
-from ._harness import FAST, fake_records, open_api, raises
+from ._harness import FAST, eventually, fake_records, open_api, raises
 from ._sockets import MisbehavingServer
 
 LOOP_THREAD = "codat-commerce-async-loop"
@@ -181,7 +181,7 @@ async def test_row33_same_key_at_once_starts_one_sync(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
     company, key = _company(), str(uuid.uuid4())
-    fake.faults.randomly(Fault.latency(0.2), 1.0)
+    fake.faults.randomly(Fault.latency(0.3), 1.0)
     results: list[object] = []
     async with open_api(mode, base_url=fake_server.base_url) as api:
 
@@ -193,7 +193,8 @@ async def test_row33_same_key_at_once_starts_one_sync(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(one)
-            await anyio.sleep(0.05)
+            # The second while the first is inside Codat, however slow the machine.
+            assert await eventually(lambda: fake.in_flight(company) == 1)
             tg.start_soon(one)
     assert sorted(type(r).__name__ for r in results) == ["ConflictError", "SyncSummary"]
     assert fake.syncs_started(company) == 1
