@@ -36,10 +36,15 @@ from codat_commerce_async._exceptions import make_status_error, parse_retry_afte
 from codat_commerce_async._retry import compute_wait, should_stop
 
 from ..conftest import CANARY_KEY, SUMMARY
-from ._harness import CANARY, FAST, MODES
+from ._harness import CANARY, FAST, FULL_SCALE, MODES
 from ._sockets import MisbehavingServer, answer
 
-PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Socket round trips: 100 examples a run, 200 at full scale (``RELIABILITY_REPORT``).
+PROPERTY = settings(
+    max_examples=200 if FULL_SCALE else 100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 Call = Callable[..., Any]
 
