@@ -563,23 +563,27 @@ async def test_wait_true_yields_final_statuses() -> None:
 
 @pytest.mark.anyio
 async def test_wait_for_many_takes_results_summaries_pairs_and_ids() -> None:
-    fake = FakeCodat(sync_duration=0.1)
+    # Virtual time: the 0.4 s timeout cannot run out early on a busy machine.
+    clock = AutojumpClock()
+    fake = FakeCodat(sync_duration=0.1, clock=clock, sleep=clock.sleep)
     companies = ids(4)
     stuck = ids(1)[0]
     fake.set_outcome(stuck, 2000, duration=60)
     async with fake_client(fake) as client:
-        async with client.sync.request_sync_many(companies[:2]) as results:
-            triggered = [r async for r in results]
-        summary = await client.sync.request_sync(companies[2])
-        pair = (companies[3], (await client.sync.request_sync(companies[3])).commerce_sync_id)
-        await client.sync.request_sync(stuck)
-        failed = BulkResult(company_id="x", error=ValueError("earlier failure"))
-        items: list[Any] = [*triggered, summary, pair, stuck, failed, "junk"]
-        run = client.sync.wait_for_many(
-            items, poll_interval=0.03, max_poll_interval=0.05, timeout=0.4
-        )
-        async with run as results:
-            seen = {r.company_id: r async for r in results}
+        install_autojump(client, clock)
+        async with clock.running():
+            async with client.sync.request_sync_many(companies[:2]) as results:
+                triggered = [r async for r in results]
+            summary = await client.sync.request_sync(companies[2])
+            pair = (companies[3], (await client.sync.request_sync(companies[3])).commerce_sync_id)
+            await client.sync.request_sync(stuck)
+            failed = BulkResult(company_id="x", error=ValueError("earlier failure"))
+            items: list[Any] = [*triggered, summary, pair, stuck, failed, "junk"]
+            run = client.sync.wait_for_many(
+                items, poll_interval=0.03, max_poll_interval=0.05, timeout=0.4
+            )
+            async with run as results:
+                seen = {r.company_id: r async for r in results}
     assert all(seen[c].ok and seen[c].status.succeeded for c in companies)  # type: ignore[union-attr]
     assert seen[triggered[0].company_id].summary is triggered[0].summary
     timed_out = seen[stuck]

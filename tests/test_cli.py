@@ -18,12 +18,25 @@ import pytest
 
 from codat_commerce_async.cli import main
 from codat_commerce_async.cli._bulkfile import Journal, read_company_ids
-from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
+from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, ManualClock
 
 
 @pytest.fixture
 def server() -> Iterator[FakeCodatServer]:
     with FakeCodatServer(FakeCodat(sync_duration=0.2)) as running:
+        yield running
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def paused_server(clock: ManualClock) -> Iterator[FakeCodatServer]:
+    """The fake on a clock the test moves: a sync is in progress until it does, however
+    slowly a busy machine gets to look."""
+    with FakeCodatServer(FakeCodat(sync_duration=0.2, clock=clock)) as running:
         yield running
 
 
@@ -85,8 +98,9 @@ def test_demo_human_output(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_request_status_wait_range(
-    server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
+    paused_server: FakeCodatServer, clock: ManualClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    server = paused_server
     company = str(uuid.uuid4())
     code, started = run_json(
         capsys, "sync", "request", company, "--to", "2024-06-30", *conn(server)
@@ -102,6 +116,7 @@ def test_request_status_wait_range(
     assert status["sync_id"] == sync_id
     assert status["state"] == "in_progress"
 
+    clock.advance(0.2)
     code, final = run_json(
         capsys, "sync", "wait", company, sync_id, "--poll-interval", "0.05", *conn(server)
     )
