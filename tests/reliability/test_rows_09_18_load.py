@@ -180,7 +180,7 @@ def test_row18_blocking_load_from_many_threads() -> None:
 
 
 async def test_row09_429_storm_collapses_to_the_gate_and_fails_fast() -> None:
-    calls, retry_after = max(300, round(1000 * SCALE)), 0.02
+    calls, retry_after = max(200, round(1000 * SCALE)), 0.02
     outcomes: collections.Counter[str] = collections.Counter()
     with RemoteFake(f"storm:{retry_after}", seed=9) as remote:
         async with open_api(
