@@ -164,11 +164,14 @@ async def test_row33_single_calls_for_one_company_are_not_serialised(
     # use request_sync_many, or the same idempotency_key (next test).
     company = _company()
     fake.rate_limits = RateLimits(concurrent_per_company=1, retry_after=0.05)
-    fake.faults.randomly(Fault.latency(0.1), 1.0)
+    fake.faults.randomly(Fault.latency(0.3), 1.0)
     try:
-        async with open_api(mode, base_url=fake_server.base_url) as api:
+        # Retries enough to wait out the first call's 0.3 s at 0.05 s a 429.
+        async with open_api(mode, base_url=fake_server.base_url, max_retries=20) as api:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(api.request_sync, company)
+                # The second while the first is inside Codat, however slow the machine.
+                assert await eventually(lambda: fake.in_flight(company) == 1)
                 tg.start_soon(api.request_sync, company)
     finally:
         fake.rate_limits = RateLimits()
