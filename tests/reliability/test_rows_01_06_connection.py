@@ -229,22 +229,26 @@ async def test_row06_waiting_for_a_slot_counts_against_the_deadline(
 ) -> None:
     # One slot, held by a call that hangs until its own deadline: the call queued behind
     # it must still end at *its* deadline, not a full deadline after it got the slot.
+    # The holder's deadline outlasts the queued call's, so however late a busy machine
+    # starts the second call (a thread, for the facade), it queues and runs out there.
     server.always(hang())
-    async with open_api(
-        mode, base_url=server.url, max_concurrency=1, deadline=0.8, attempt_timeout=None
-    ) as api:
+    async with open_api(mode, base_url=server.url, max_concurrency=1, attempt_timeout=None) as api:
         started = time.monotonic()
         ends: list[float] = []
+        finished: list[float] = []
 
-        async def one() -> None:
-            await raises(APITimeoutError, api.request_sync(_company()))
+        async def one(deadline: float) -> None:
+            await raises(APITimeoutError, api.request_sync(_company(), deadline=deadline))
             ends.append(time.monotonic() - started)
+            finished.append(deadline)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(one)
-            tg.start_soon(one)
+            tg.start_soon(one, 1.2)
+            assert await eventually(lambda: server.requests == 1)
+            tg.start_soon(one, 0.6)
     assert len(ends) == 2, ends
+    assert finished == [0.6, 1.2]  # the queued call gave up while the slot was still held
     # The queued call never got to send: with a full deadline from when it got the slot
-    # it would have sent at 0.8 s. A hang guard only: ~0.8 s expected.
+    # it would have sent when the holder gave up. A hang guard only: ~1.2 s expected.
     assert server.requests == 1
     assert max(ends) < 5.0, ends
