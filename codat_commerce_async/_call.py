@@ -81,7 +81,7 @@ class Call(Generic[T]):
             attempts=self.attempts,
             phase="deadline",
             request_sent=self.attempts > 0,
-            not_retried_because="the call's deadline has passed",
+            not_retried_because="no time is left before the call's deadline",
         )
 
     # -- running ---------------------------------------------------------------
