@@ -40,7 +40,7 @@ from ._config import (
     RetryPolicy,
 )
 from ._events import EventHook
-from ._limits import InProcessLimits
+from ._limits import ClientLimits
 from ._resources.sync import SyncResource
 from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
@@ -294,7 +294,7 @@ class SyncClient:
         return self._async.max_retries
 
     @property
-    def limits(self) -> InProcessLimits:
+    def limits(self) -> ClientLimits:
         """The limits shared by every call of this client (see :class:`AsyncSyncClient`)."""
         return self._async.limits
 

@@ -36,7 +36,7 @@ from ._config import (
 from ._core import Core
 from ._events import EventHook, validate_hooks
 from ._exceptions import ConfigurationError
-from ._limits import InProcessLimits
+from ._limits import ClientLimits, InProcessLimits
 from ._logging import setup_from_env
 from ._ratelimit import validate_rate
 from ._resources.sync import AsyncSyncResource
@@ -264,7 +264,7 @@ class AsyncSyncClient:
         return self._core.limits.max_concurrency
 
     @property
-    def limits(self) -> InProcessLimits:
+    def limits(self) -> ClientLimits:
         """The limits shared by every call of this client and its copies (429 gate,
         request rate, in-flight cap, bulk runs' per-company guard)."""
         return self._core.limits

@@ -25,7 +25,7 @@ import sniffio
 from ._clock import Clock, Jitter
 from ._events import CallEvent, EventHook
 from ._exceptions import ClientClosedError
-from ._limits import InProcessLimits
+from ._limits import ClientLimits
 from ._retry import RetryBudget
 from ._send import HttpPool, RequestTemplate
 
@@ -54,7 +54,7 @@ class Core:
         headers: Mapping[str, str],
         secrets: tuple[str, ...],
         max_response_size: int,
-        limits: InProcessLimits,
+        limits: ClientLimits,
         clock: Clock,
         hooks: tuple[EventHook, ...],
         retry_budget: RetryBudget | None,

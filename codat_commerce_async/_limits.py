@@ -26,7 +26,7 @@ from ._ratelimit import RateLimiter
 if TYPE_CHECKING:
     from ._call import Call
 
-__all__ = ["BulkLimits", "InProcessLimits", "Limits"]
+__all__ = ["BulkLimits", "ClientLimits", "InProcessLimits", "Limits"]
 
 
 class Limits(Protocol):
@@ -79,8 +79,27 @@ class BulkLimits(Protocol):
         ...
 
 
+class ClientLimits(Limits, BulkLimits, Protocol):
+    """Everything a client needs from its limits: what attempts and bulk runs use,
+    and the pause of bulk runs that Codat's daily-quota webhooks drive."""
+
+    def pause_bulk_runs(self, seconds: float | None) -> None:
+        """Hold bulk runs for ``seconds`` (None: until :meth:`resume_bulk_runs`)."""
+        ...
+
+    def resume_bulk_runs(self) -> None:
+        """End a pause now."""
+        ...
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True while bulk runs are held."""
+        ...
+
+
 class InProcessLimits:
-    """The default: the limits of one client in one process."""
+    """The default :class:`ClientLimits`: the limits of one client in one process.
+    It also shows what it holds (``current_rate``, ``triggers_in_flight``)."""
 
     def __init__(
         self,
@@ -198,7 +217,6 @@ class InProcessLimits:
     # -- the bulk pause (Codat's daily quota webhooks) --------------------------
 
     def pause_bulk_runs(self, seconds: float | None) -> None:
-        """Hold bulk runs for ``seconds`` (None: until :meth:`resume_bulk_runs`)."""
         self._pause.pause(None if seconds is None else self._clock.now() + seconds)
 
     def resume_bulk_runs(self) -> None:
