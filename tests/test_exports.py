@@ -18,6 +18,7 @@ EXPECTED = {
     "BulkResult",
     "BulkRun",
     "CallEvent",
+    "Clock",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",
@@ -50,6 +51,7 @@ EXPECTED = {
     "SyncDateRange",
     "SyncState",
     "SyncStatus",
+    "SystemClock",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
@@ -57,6 +59,8 @@ EXPECTED = {
     "WebhookError",
     "WebhookVerificationError",
     "__version__",
+    "is_retryable",
+    "may_resend_with_new_key",
 }
 
 
