@@ -106,19 +106,17 @@ def new_company() -> str:
     return str(uuid.uuid4())
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """anyio's plugin runs each anyio test on every installed backend (asyncio and
-    trio); a test or module marked ``asyncio_only`` keeps only its asyncio run."""
-    keep, drop = [], []
-    for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if params.get("anyio_backend") == "trio" and item.get_closest_marker("asyncio_only"):
-            drop.append(item)
-        else:
-            keep.append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    trio); a test or module marked ``asyncio_only`` is parametrised with asyncio alone
+    (these tests are about asyncio-specific behaviour or were never meant for trio)."""
+    marked = metafunc.definition.get_closest_marker("asyncio_only")
+    own = any(
+        "anyio_backend" in str(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")
+    )
+    if marked and not own and "anyio_backend" in metafunc.fixturenames:
+        metafunc.parametrize("anyio_backend", ["asyncio"], scope="module")
 
 
 @pytest.fixture
