@@ -322,7 +322,21 @@ def _check_policy(policy: object) -> RetryPolicy:
     return policy
 
 
-def secret_forms(auth_header: str) -> tuple[str, ...]:
+class SecretForms(tuple[str, ...]):
+    """The forms of a credential, as a tuple whose repr never shows them.
+
+    Error reporters (Sentry, rich, ``pytest -l``) render the local variables of every
+    frame in a traceback; this is what they print for it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"SecretForms(<{len(self)} redacted>)"
+
+    __str__ = __repr__
+
+
+def secret_forms(auth_header: str) -> SecretForms:
     """Every form of the credential that must never appear in a message."""
     forms = {auth_header}
     scheme, _, token = auth_header.partition(" ")
@@ -333,4 +347,4 @@ def secret_forms(auth_header: str) -> tuple[str, ...]:
 
             with contextlib.suppress(binascii.Error, UnicodeDecodeError):
                 forms.add(base64.b64decode(token, validate=True).decode("utf-8"))
-    return tuple(sorted((form for form in forms if len(form) >= 4), key=len, reverse=True))
+    return SecretForms(sorted((form for form in forms if len(form) >= 4), key=len, reverse=True))
