@@ -35,7 +35,9 @@ from ._exceptions import (
     CodatError,
     ConfigurationError,
     ConflictError,
+    DailyQuotaExhaustedError,
     InternalServerError,
+    LimitsUnavailableError,
     NotFoundError,
     PaymentRequiredError,
     PermissionDeniedError,
@@ -58,6 +60,7 @@ from ._models import (
     SyncState,
     SyncSummary,
 )
+from ._redis_limits import RedisLimits
 from ._response import APIResponse
 from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven
@@ -91,16 +94,19 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Connection",
+    "DailyQuotaExhaustedError",
     "DataConnectionError",
     "ErrorMessage",
     "ErrorValidation",
     "ErrorValidationItem",
     "InternalServerError",
+    "LimitsUnavailableError",
     "NotFoundError",
     "NotGiven",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedisLimits",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryBudget",

@@ -113,6 +113,7 @@ class _Exchange:
     idempotency_keys: list[str]
     faults: list[Fault] = field(default_factory=list)
     replayed: bool = False
+    client_ip: str | None = None
 
     @property
     def operation(self) -> str | None:
@@ -204,7 +205,7 @@ class FakeCodat:
         canonical = [_require_uuid(c) for c in companies] if companies is not None else None
         self._state = FakeState(canonical, sync_duration)
         self._ledger = IdempotencyLedger(clock, idempotency_ttl)
-        self._limiter = RateLimiter(rate_limits or RateLimits(), clock)
+        self._limiter = RateLimiter(rate_limits or RateLimits(), clock, self._to_wall)
 
     # configuration ---------------------------------------------------------------------
 
@@ -379,6 +380,7 @@ class FakeCodat:
             route=route,
             company_id=canonical_uuid(route.raw_company) if route else None,
             idempotency_keys=header_values(headers, b"idempotency-key"),
+            client_ip=_client_ip(scope),
         )
 
     def _record(self, ex: _Exchange, response: Response | None) -> None:
@@ -419,7 +421,7 @@ class FakeCodat:
             return rejected
         if not self._authorized(ex):
             return error_response(401, "Unauthorized")
-        rejection = self._limiter.acquire(ex.company_id)
+        rejection = self._limiter.acquire(ex.company_id, ex.client_ip)
         if rejection is not None:
             return error_response(
                 429,
@@ -694,6 +696,12 @@ class FakeCodat:
 
 
 # helpers ---------------------------------------------------------------------------------
+
+
+def _client_ip(scope: Scope) -> str | None:
+    """The peer address: what Codat's per-IP limit counts."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _require_uuid(company_id: str) -> str:
