@@ -37,6 +37,8 @@ from ._config import (
     RetryPolicy,
 )
 from ._events import EventHook
+from ._quota import DEFAULT_QUOTA_RESERVE
+from ._redis_limits import RedisLimits
 from ._resources.sync import AsyncSyncResource
 from ._response import APIResponse
 from ._retry import RetryBudget
@@ -327,6 +329,8 @@ class SyncClient:
         event_hooks: Sequence[EventHook] | None = None,
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
+        limits: RedisLimits | None = None,
+        quota_reserve: int = DEFAULT_QUOTA_RESERVE,
     ) -> None:
         # Validate in the caller's thread first, so bad settings raise here, before any thread.
         options: dict[str, Any] = {
@@ -347,6 +351,8 @@ class SyncClient:
             "event_hooks": event_hooks,
             "requests_per_minute": requests_per_minute,
             "retry_budget": retry_budget,
+            "limits": limits,
+            "quota_reserve": quota_reserve,
         }
         self._lock = threading.Lock()
         self._closed = False

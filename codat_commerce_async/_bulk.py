@@ -31,6 +31,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _protocol
+from ._exceptions import DailyQuotaExhaustedError
 from ._models import CompanySyncStatus, SyncSummary
 from ._ratelimit import DEFAULT_BULK_REQUESTS_PER_MINUTE, RateLimiter
 from ._types import NotGiven
@@ -136,9 +137,42 @@ def trigger_slots(count: int) -> anyio.Semaphore:
     return anyio.Semaphore(count)
 
 
+async def quota_refusal(core: _Core, company: str, key: str) -> DailyQuotaExhaustedError | None:
+    """None if the daily quota lets this run start another trigger (after waiting for a
+    reset that is close); else the error that becomes the company's result."""
+    while True:
+        shared = core.shared_limits
+        if shared is not None:
+            decision = await shared.quota_decision()
+            reserve = shared.quota_reserve
+        else:
+            decision = core.quota.decide()
+            reserve = core.quota.reserve
+        if decision.action == "go":
+            return None
+        if decision.action == "wait":
+            await anyio.sleep(decision.wait)
+            continue
+        seen = decision.snapshot
+        assert seen is not None
+        return DailyQuotaExhaustedError(
+            company_id=company,
+            remaining=seen.remaining,
+            limit=seen.limit,
+            reset_at=seen.reset_at,
+            reserve=reserve,
+            idempotency_key=key,
+        )
+
+
 @contextlib.asynccontextmanager
 async def one_trigger_per_company(core: _Core, company: str) -> AsyncIterator[None]:
-    """At most one bulk trigger in flight per company per client; a second waits."""
+    """At most one bulk trigger in flight per company per client (per fleet with shared
+    limits: a lease that expires if its holder dies); a second waits."""
+    if core.shared_limits is not None:
+        async with core.shared_limits.trigger_lease(company):
+            yield
+        return
     in_flight = core.triggers_in_flight
     while (running := in_flight.get(company)) is not None:
         await running.wait()
@@ -199,7 +233,7 @@ class BulkRun:
         core.check_usable()
         job = self._make_job()
         if isinstance(self._rate, NotGiven):
-            if core.rate_limiter is None:
+            if core.rate_limiter is None and core.shared_limits is None:
                 self._limiter = core.new_rate_limiter(DEFAULT_BULK_REQUESTS_PER_MINUTE)
         elif self._rate is not None:
             self._limiter = core.new_rate_limiter(self._rate)

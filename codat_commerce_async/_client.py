@@ -50,7 +50,9 @@ from ._exceptions import (
     RetryBudgetExhaustedError,
 )
 from ._logging import logger, setup_from_env
+from ._quota import DEFAULT_QUOTA_RESERVE, DailyQuota
 from ._ratelimit import RateLimiter, validate_rate
+from ._redis_limits import RedisLimits
 from ._response import APIResponse
 from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable
 from ._send import send_attempt
@@ -104,6 +106,8 @@ class _Core:
         retry_budget: RetryBudget | None = None,
         rebuild: Callable[[], tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]] | None = None,
         requests_per_minute: float | None = None,
+        shared_limits: RedisLimits | None = None,
+        quota_reserve: int = DEFAULT_QUOTA_RESERVE,
     ) -> None:
         self.hooks = hooks
         self.retry_budget = retry_budget
@@ -134,6 +138,10 @@ class _Core:
         self._run_limiters: list[RateLimiter] = []
         # Companies with a bulk trigger in flight: at most one per company per client.
         self.triggers_in_flight: dict[str, anyio.Event] = {}
+        # Limits shared with other processes (None: this process only), and the daily
+        # quota as the responses report it (used when nothing is shared).
+        self.shared_limits = shared_limits
+        self.quota = DailyQuota(quota_reserve)
 
     def new_rate_limiter(self, requests_per_minute: float) -> RateLimiter:
         """A token bucket on this core's clock and sleep (read at each use, so a test
@@ -196,6 +204,11 @@ class _Core:
                 "with your own http_client or transport; create the client (and its "
                 "transport) in the child process"
             )
+        if self.shared_limits is not None:
+            raise RuntimeError(
+                "this AsyncSyncClient and its RedisLimits were created in another process "
+                "(before os.fork()); create both in the child process"
+            )
         # The parent's pool is abandoned, not closed: closing would end its connections.
         self._use_pool(*self.rebuild())
         self.limiter = anyio.Semaphore(self.max_concurrency)
@@ -208,6 +221,8 @@ class _Core:
         if self.closed:
             return
         self.closed = True
+        if self.shared_limits is not None:
+            await self.shared_limits.disconnect()
         if self.owns_http:
             await self.http.aclose()
 
@@ -271,6 +286,11 @@ class AsyncSyncClient:
             retry); ``None`` turns it off.
         requests_per_minute: a client-side rate limit on every attempt (a token bucket;
             default None: no limit). Codat allows 1,000 requests a minute per IP.
+        limits: a :class:`RedisLimits` shared by every process of a fleet (the request
+            rate per IP, the 429 gate, per-company leases, the daily quota); default
+            None: this client's own in-process limits. asyncio only.
+        quota_reserve: daily-quota requests bulk runs leave for interactive calls
+            (default 100; with ``limits=`` the :class:`RedisLimits` setting applies).
     """
 
     sync: AsyncSyncResource
@@ -299,8 +319,14 @@ class AsyncSyncClient:
         event_hooks: Sequence[EventHook] | None = None,
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
+        limits: RedisLimits | None = None,
+        quota_reserve: int = DEFAULT_QUOTA_RESERVE,
     ) -> None:
         auth = resolve_auth_header(api_key, auth_header)
+        if limits is not None:
+            if not isinstance(limits, RedisLimits):
+                raise ConfigurationError("limits must be a RedisLimits or None")
+            _refuse_trio_for(limits)
         rate = validate_rate("requests_per_minute", requests_per_minute)
         hooks = validate_hooks(event_hooks)
         url = resolve_base_url(base_url)
@@ -357,6 +383,8 @@ class AsyncSyncClient:
             retry_budget=_check_budget(retry_budget),
             rebuild=rebuild,
             requests_per_minute=rate,
+            shared_limits=limits,
+            quota_reserve=quota_reserve,
         )
         self._settings = settings
         self._init_resources()
@@ -631,7 +659,10 @@ class AsyncSyncClient:
         started: float,
     ) -> APIResponse[T]:
         core = self._core
+        shared = core.shared_limits
         await self._wait_at_gate(remaining)
+        if shared is not None:
+            await self._shared_turn(shared, request, key, number, call, remaining)
         if core.rate_limiter is not None:
             await self._throttle(core.rate_limiter, request, key, number, call, remaining)
         self._time_limit(call, remaining, request, key, number)  # past the deadline: raise
@@ -648,14 +679,15 @@ class AsyncSyncClient:
             if core.hooks:
                 core.emit(self._event("request_sent", op, key, number, started))
             try:
-                response, body = await send_attempt(
-                    core.send,
-                    request,
-                    max_response_size=core.max_response_size,
-                    time_limit=limit,
-                    limit_phase=phase,
-                    secrets=core.secrets,
-                )
+                async with _company_slot(shared, op.company_id):
+                    response, body = await send_attempt(
+                        core.send,
+                        request,
+                        max_response_size=core.max_response_size,
+                        time_limit=limit,
+                        limit_phase=phase,
+                        secrets=core.secrets,
+                    )
             except APIError as exc:
                 exc.idempotency_key = key
                 exc.attempts = number
@@ -665,6 +697,10 @@ class AsyncSyncClient:
         finally:
             core.limiter.release()
         status = response.status_code
+        if shared is not None:
+            await shared.observe(response.headers)
+        else:
+            core.quota.observe(response.headers)
         if core.hooks:
             core.emit(self._event("response_received", op, key, number, started, status))
         if logger.isEnabledFor(logging.DEBUG):
@@ -683,6 +719,8 @@ class AsyncSyncClient:
             and error.retry_after <= call.retry_policy.max_retry_after
         ):
             core.gate_until = max(core.gate_until, core.clock() + error.retry_after)
+            if shared is not None:
+                await shared.close_gate(error.retry_after)
         raise error
 
     async def _wait_at_gate(self, remaining: Callable[[], float | None]) -> None:
@@ -736,6 +774,29 @@ class AsyncSyncClient:
         if not acquired:
             raise _deadline_passed(call, request, key, number)
 
+    async def _shared_turn(
+        self,
+        shared: RedisLimits,
+        request: httpx.Request,
+        key: str | None,
+        number: int,
+        call: CallSettings,
+        remaining: Callable[[], float | None],
+    ) -> None:
+        """Wait at the fleet's 429 gate and for the fleet's rate, or fail at once if that
+        would outlast the call's deadline."""
+        if not await shared.acquire(max_wait=remaining()):
+            raise APITimeoutError(
+                f"the shared rate limit ({shared.requests_per_minute:g} requests a minute "
+                f"for {shared.egress_key}) would delay this request past the call deadline "
+                f"of {call.deadline:g} s",
+                request=request,
+                idempotency_key=key,
+                attempts=number - 1,
+                phase="deadline",
+                request_sent=number > 1,
+            )
+
     async def _throttle(
         self,
         limiter: RateLimiter,
@@ -758,6 +819,26 @@ class AsyncSyncClient:
                 phase="deadline",
                 request_sent=number > 1,
             )
+
+
+def _company_slot(
+    shared: RedisLimits | None, company_id: str | None
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """One of the company's shared request slots (Codat allows 10 in flight)."""
+    if shared is None or company_id is None:
+        return contextlib.nullcontext()
+    return shared.company_slot(company_id)
+
+
+def _refuse_trio_for(limits: RedisLimits) -> None:
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return
+    if library != "asyncio":
+        raise ConfigurationError(
+            f"limits={limits!r} needs asyncio (redis-py's client), not {library}"
+        )
 
 
 def _deadline_passed(

@@ -11,9 +11,14 @@ with it. The policy, one pure function (:func:`decide`):
 - otherwise, if the quota resets within ``max_wait`` seconds: wait for the reset;
 - otherwise: stop starting triggers (the run reports :class:`DailyQuotaExhaustedError`).
 
-Responses to concurrent requests arrive out of order, so snapshots are merged: a later
-reset time starts a new day; for the same reset time the smaller ``remaining`` wins.
-The Redis limits apply the same merge in a Lua script and the same :func:`decide`.
+Clocks: the reset is read against the response's own ``Date`` header (Codat's clock),
+so a machine whose clock is off still waits the right number of seconds; ``reset_at``
+is then expressed on the local clock (on the Redis server's clock for shared limits).
+
+Responses to concurrent requests arrive out of order, so snapshots are merged: a reset
+more than :data:`SAME_PERIOD` later starts a new period; within one period the smaller
+``remaining`` wins. The Redis limits apply the same merge in a Lua script and the same
+:func:`decide`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ._exceptions import ConfigurationError
 __all__ = [
     "DEFAULT_QUOTA_MAX_WAIT",
     "DEFAULT_QUOTA_RESERVE",
+    "SAME_PERIOD",
     "DailyQuota",
     "QuotaDecision",
     "QuotaSnapshot",
@@ -45,6 +51,9 @@ DEFAULT_QUOTA_RESERVE = 100
 #: A quota that resets within this many seconds is waited for instead of failing.
 DEFAULT_QUOTA_MAX_WAIT = 60.0
 
+#: Resets closer than this belong to the same quota period (they differ by clock jitter).
+SAME_PERIOD = 60.0
+
 _UTC = _dt.timezone.utc
 # Epoch seconds after 2001-09-09: a number this large is a timestamp, not a delay.
 _EPOCH_THRESHOLD = 1_000_000_000
@@ -57,7 +66,15 @@ class QuotaSnapshot:
     remaining: int
     limit: int | None
     reset_at: _dt.datetime | None
-    """UTC; None when the reset header was absent or unreadable."""
+    """When Codat says the quota resets (UTC, Codat's clock); None if not said."""
+    due: _dt.datetime | None = None
+    """The same moment on the clock that decides (this machine's, or the Redis
+    server's): what :func:`decide` compares with "now". None: ``reset_at``."""
+
+    @property
+    def resets(self) -> _dt.datetime | None:
+        """:attr:`due` if known, else :attr:`reset_at`."""
+        return self.due if self.due is not None else self.reset_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +136,29 @@ def parse_reset(value: str | None, now: _dt.datetime) -> _dt.datetime | None:
 def snapshot_from_headers(headers: Mapping[str, str], now: _dt.datetime) -> QuotaSnapshot | None:
     """The quota a response reports, or None when it carries no usable ``Remaining``.
 
-    ``headers`` must look names up case-insensitively (``httpx.Headers`` does).
+    ``now`` is the local time the response arrived; the reset is moved onto the local
+    clock by the response's ``Date``. ``headers`` must look names up case-insensitively
+    (``httpx.Headers`` does).
     """
     raw = headers.get("x-rate-limit-remaining")
     if raw is None or not raw.strip().isdigit():
         return None
     limit_raw = headers.get("x-rate-limit-limit")
     limit = int(limit_raw) if limit_raw is not None and limit_raw.strip().isdigit() else None
-    return QuotaSnapshot(int(raw), limit, parse_reset(headers.get("x-rate-limit-reset"), now))
+    server_now = _server_date(headers.get("date")) or now
+    reset = parse_reset(headers.get("x-rate-limit-reset"), server_now)
+    due = None if reset is None else now + (reset - server_now)
+    return QuotaSnapshot(int(raw), limit, reset, due)
+
+
+def _server_date(value: str | None) -> _dt.datetime | None:
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when.astimezone(_UTC) if when.tzinfo else when.replace(tzinfo=_UTC)
 
 
 def merge(current: QuotaSnapshot | None, new: QuotaSnapshot) -> QuotaSnapshot:
@@ -136,13 +168,14 @@ def merge(current: QuotaSnapshot | None, new: QuotaSnapshot) -> QuotaSnapshot:
     if current is None:
         return new
     new_period, current_period = _period(new), _period(current)
-    if new_period != current_period:
+    if abs(new_period - current_period) > SAME_PERIOD:
         return new if new_period > current_period else current
     return new if new.remaining < current.remaining else current
 
 
 def _period(snapshot: QuotaSnapshot) -> float:
-    return snapshot.reset_at.timestamp() if snapshot.reset_at is not None else -1.0
+    resets = snapshot.resets
+    return resets.timestamp() if resets is not None else -1e12
 
 
 def decide(
@@ -155,9 +188,9 @@ def decide(
     """May a bulk run start another trigger now? (See the module docstring.)"""
     if snapshot is None or snapshot.remaining > reserve:
         return _GO
-    if snapshot.reset_at is None:
+    if snapshot.resets is None:
         return QuotaDecision("stop", snapshot=snapshot)
-    until = (snapshot.reset_at - now).total_seconds()
+    until = (snapshot.resets - now).total_seconds()
     if until <= 0:
         return _GO
     if until <= max_wait:

@@ -40,6 +40,7 @@ from ._exceptions import ConfigurationError, LimitsUnavailableError
 from ._local_limits import LocalLimits
 from ._quota import (
     DEFAULT_QUOTA_RESERVE,
+    SAME_PERIOD,
     QuotaDecision,
     QuotaSnapshot,
     decide,
@@ -141,20 +142,28 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Merge one response's quota (remaining, limit or -1, reset ms or -1), as _quota.merge does.
+# Merge one response's quota as _quota.merge does: ARGV = remaining, limit (-1: none),
+# ms until the reset (-1: none; made absolute on this server's clock), same-period ms,
+# the reset as Codat stated it (epoch ms, -1: none; kept for messages only).
 _OBSERVE_QUOTA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = redis.call('HMGET', KEYS[1], 'remaining', 'reset')
 local remaining = tonumber(ARGV[1])
-local reset = tonumber(ARGV[3])
+local reset = -1000000000000000
+if tonumber(ARGV[3]) >= 0 then reset = now + tonumber(ARGV[3]) end
 local replace = cur[1] == false
 if not replace then
   local cur_reset = tonumber(cur[2])
-  replace = reset > cur_reset or (reset == cur_reset and remaining < tonumber(cur[1]))
+  if math.abs(reset - cur_reset) > tonumber(ARGV[4]) then
+    replace = reset > cur_reset
+  else
+    replace = remaining < tonumber(cur[1])
+  end
 end
 if replace then
-  redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'limit', ARGV[2], 'reset', ARGV[3])
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'limit', ARGV[2],
+    'reset', string.format('%.0f', reset), 'stated', ARGV[5])
   local ttl = 86400000
   if reset > now then ttl = reset - now + 3600000 end
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -162,13 +171,14 @@ end
 return 1
 """
 
-# The shared quota and the server's time: {remaining or -1, limit, reset ms, now ms}.
+# The shared quota and the server's time: {remaining or -1, limit, reset ms, now ms,
+# stated reset ms}.
 _READ_QUOTA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cur = redis.call('HMGET', KEYS[1], 'remaining', 'limit', 'reset')
-if cur[1] == false then return {-1, -1, -1, now} end
-return {tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3]), now}
+local cur = redis.call('HMGET', KEYS[1], 'remaining', 'limit', 'reset', 'stated')
+if cur[1] == false then return {-1, -1, -1, now, -1} end
+return {tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3]), now, tonumber(cur[4])}
 """
 
 
@@ -177,6 +187,10 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     return (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _from_ms(ms: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ms / 1000, _UTC)
 
 
 def _refuse_non_asyncio() -> None:
@@ -474,14 +488,22 @@ class RedisLimits:
 
     async def observe(self, headers: Mapping[str, str]) -> None:
         """Learn the daily quota from one response's ``X-Rate-Limit-*`` headers."""
-        seen = snapshot_from_headers(headers, _dt.datetime.now(_UTC))
+        now = _dt.datetime.now(_UTC)
+        seen = snapshot_from_headers(headers, now)
         if seen is None:
             return
-        reset_ms = -1 if seen.reset_at is None else int(seen.reset_at.timestamp() * 1000)
+        # A duration, not an instant: Redis adds it to its own clock.
+        due = seen.resets
+        reset_in = -1.0 if due is None else max(0.0, (due - now).total_seconds())
+        reset_ms = -1 if reset_in < 0 else int(reset_in * 1000)
         limit = -1 if seen.limit is None else seen.limit
+        period_ms = int(SAME_PERIOD * 1000)
+        stated = -1 if seen.reset_at is None else int(seen.reset_at.timestamp() * 1000)
 
         async def shared() -> None:
-            await self._observe(keys=[self._quota_key], args=[seen.remaining, limit, reset_ms])
+            await self._observe(
+                keys=[self._quota_key], args=[seen.remaining, limit, reset_ms, period_ms, stated]
+            )
 
         async def local() -> None:
             await self._local.observe(headers)
@@ -493,17 +515,27 @@ class RedisLimits:
         Redis server's clock."""
 
         async def shared() -> QuotaDecision:
-            remaining, limit, reset_ms, now_ms = (
+            remaining, limit, reset_ms, now_ms, stated_ms = (
                 int(v) for v in await self._read_quota(keys=[self._quota_key])
             )
-            now = _dt.datetime.fromtimestamp(now_ms / 1000, _UTC)
+            now = _from_ms(now_ms)
             if remaining < 0:
                 return decide(None, now, reserve=self.quota_reserve)
-            reset_at = None if reset_ms < 0 else _dt.datetime.fromtimestamp(reset_ms / 1000, _UTC)
-            snapshot = QuotaSnapshot(remaining, None if limit < 0 else limit, reset_at)
+            snapshot = QuotaSnapshot(
+                remaining,
+                None if limit < 0 else limit,
+                reset_at=None if stated_ms < 0 else _from_ms(stated_ms),
+                due=None if reset_ms < 0 else _from_ms(reset_ms),
+            )
             return decide(snapshot, now, reserve=self.quota_reserve)
 
         return await self._shared(shared, self._local.quota_decision)
+
+    async def disconnect(self) -> None:
+        """Drop the pooled Redis connections (they reconnect on next use, on whichever
+        event loop uses them). A client calls this when it closes."""
+        with contextlib.suppress(*_redis_errors()):
+            await self.redis.connection_pool.disconnect()
 
     async def aclose(self) -> None:
         """Stop refreshing leases and close the Redis connection (if this object made it)."""

@@ -19,6 +19,7 @@ from .._bulk import (
     key_for,
     label,
     one_trigger_per_company,
+    quota_refusal,
     trigger_slots,
 )
 from .._config import RetryPolicy, positive_int
@@ -459,6 +460,8 @@ class AsyncSyncResource:
                     key = key_for(idempotency_keys, company)
                 except ValueError as exc:
                     return BulkResult(company_id=company, error=exc)
+                if (refused := await quota_refusal(core, company, key)) is not None:
+                    return BulkResult(company, error=refused, idempotency_key=key)
                 try:
                     async with one_trigger_per_company(core, company):
                         if slots is None:

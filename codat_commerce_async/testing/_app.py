@@ -29,6 +29,7 @@ from ._wire import (
     format_timestamp,
     header_values,
     html_response,
+    http_date,
     json_response,
     parse_timestamp,
 )
@@ -357,7 +358,9 @@ class FakeCodat:
         try:
             response = await self._handle(exchange)
             if response is not None:
-                response = response.with_headers(self._limiter.headers(self._to_wall))
+                # Date: the fake's clock, which X-Rate-Limit-Reset is read against.
+                stamp = (("date", http_date(self._to_wall(self._clock()))),)
+                response = response.with_headers(self._limiter.headers(self._to_wall) + stamp)
         finally:
             self._record(exchange, response)
         if response is None:

@@ -51,11 +51,26 @@ def test_snapshot_from_headers():
             "X-Rate-Limit-Reset": "Thu, 16 Apr 2026 00:00:00 GMT",
         }
     )
-    assert snapshot_from_headers(headers, NOW) == QuotaSnapshot(42, 3000, MIDNIGHT)
+    assert snapshot_from_headers(headers, NOW) == QuotaSnapshot(42, 3000, MIDNIGHT, MIDNIGHT)
     assert snapshot_from_headers(httpx.Headers({"X-Rate-Limit-Remaining": "-1"}), NOW) is None
     assert snapshot_from_headers(httpx.Headers({}), NOW) is None
     partial = snapshot_from_headers(httpx.Headers({"x-rate-limit-remaining": "7"}), NOW)
     assert partial == QuotaSnapshot(7, None, None)
+
+
+def test_the_reset_is_read_against_codats_date_header():
+    # Codat's clock is 2 hours behind ours: the reset is still 12 hours away.
+    headers = httpx.Headers(
+        {
+            "x-rate-limit-remaining": "1",
+            "x-rate-limit-reset": "Thu, 16 Apr 2026 00:00:00 GMT",
+            "date": "Wed, 15 Apr 2026 10:00:00 GMT",
+        }
+    )
+    seen = snapshot_from_headers(headers, NOW)
+    assert seen is not None
+    assert seen.reset_at == MIDNIGHT  # as Codat said it
+    assert seen.due == NOW + dt.timedelta(hours=14)  # on our clock
 
 
 TODAY_50 = QuotaSnapshot(50, 1000, MIDNIGHT)
@@ -103,7 +118,7 @@ def test_daily_quota_tracks_the_lowest_remaining():
             ),
             NOW,
         )
-    assert quota.snapshot == QuotaSnapshot(9, None, MIDNIGHT)
+    assert quota.snapshot == QuotaSnapshot(9, None, MIDNIGHT, MIDNIGHT)
     assert quota.decide(NOW).action == "stop"
 
 
