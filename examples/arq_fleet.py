@@ -127,10 +127,14 @@ async def gather_results(jobs: Iterable[Job]) -> list[dict[str, Any]]:
     return outcome
 
 
-async def enqueue_main(path: str, chunk_size: int) -> int:
+def read_ids(path: str) -> list[str]:
+    """Company ids, one per line; blank lines and ``#`` comments are skipped."""
     with open(path, encoding="utf-8") as lines:
         ids = [line.split("#", 1)[0].strip() for line in lines]
-    ids = [company for company in ids if company]
+    return [company for company in ids if company]
+
+
+async def enqueue_main(ids: list[str], chunk_size: int) -> int:
     pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
     try:
         run_id, jobs = await enqueue_run(pool, ids, chunk_size=chunk_size)
@@ -151,7 +155,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["enqueue"] and len(argv) in (2, 3):
         chunk = int(argv[2]) if len(argv) == 3 else 50
-        return asyncio.run(enqueue_main(argv[1], chunk))
+        return asyncio.run(enqueue_main(read_ids(argv[1]), chunk))
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -95,7 +95,7 @@ async def test_a_run_over_workers_and_a_redelivered_chunk(example, redis_url, pr
             run_id, jobs = await example.enqueue_run(pool, ids, chunk_size=10)
             first = await example.gather_results(jobs)
             # Enqueueing the same run again adds nothing (job ids come from the run id).
-            again, same_jobs = await example.enqueue_run(pool, ids, chunk_size=10, run_id=run_id)
+            _, same_jobs = await example.enqueue_run(pool, ids, chunk_size=10, run_id=run_id)
             assert [j.job_id for j in same_jobs] == [j.job_id for j in jobs]
             # A chunk delivered again (as arq does after a worker dies): same run id.
             redelivered = await pool.enqueue_job(
