@@ -138,31 +138,27 @@ def trigger_slots(count: int) -> anyio.Semaphore:
 
 
 async def quota_refusal(core: _Core, company: str, key: str) -> DailyQuotaExhaustedError | None:
-    """None if the daily quota lets this run start another trigger (after waiting for a
-    reset that is close); else the error that becomes the company's result."""
-    while True:
-        shared = core.shared_limits
-        if shared is not None:
-            decision = await shared.quota_decision()
-            reserve = shared.quota_reserve
-        else:
-            decision = core.quota.decide()
-            reserve = core.quota.reserve
-        if decision.action == "go":
-            return None
-        if decision.action == "wait":
-            await anyio.sleep(decision.wait)
-            continue
-        seen = decision.snapshot
-        assert seen is not None
-        return DailyQuotaExhaustedError(
-            company_id=company,
-            remaining=seen.remaining,
-            limit=seen.limit,
-            reset_at=seen.reset_at,
-            reserve=reserve,
-            idempotency_key=key,
-        )
+    """None if the daily quota lets this run start another trigger; else the error that
+    becomes the company's result (nothing is sent for it)."""
+    shared = core.shared_limits
+    if shared is not None:
+        decision = await shared.quota_decision()
+        reserve = shared.quota_reserve
+    else:
+        decision = core.quota.decide()
+        reserve = core.quota.reserve
+    if decision.action == "go":
+        return None
+    seen = decision.snapshot
+    assert seen is not None
+    return DailyQuotaExhaustedError(
+        company_id=company,
+        remaining=seen.remaining,
+        limit=seen.limit,
+        reset_at=seen.reset_at,
+        reserve=reserve,
+        idempotency_key=key,
+    )
 
 
 @contextlib.asynccontextmanager

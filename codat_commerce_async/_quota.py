@@ -8,11 +8,12 @@ with it. The policy, one pure function (:func:`decide`):
 
 - no headers seen yet, or the reset time has passed: go;
 - more than ``reserve`` requests left: go;
-- otherwise, if the quota resets within ``max_wait`` seconds: wait for the reset;
+- otherwise, if the quota resets within ``grace`` seconds (60): go, and let Codat's
+  429s and their ``Retry-After`` hold the last minute (the client's 429 gate does);
 - otherwise: stop starting triggers (the run reports :class:`DailyQuotaExhaustedError`).
 
 Clocks: the reset is read against the response's own ``Date`` header (Codat's clock),
-so a machine whose clock is off still waits the right number of seconds; ``reset_at``
+so a machine whose clock is off still counts the right number of seconds; ``reset_at``
 is then expressed on the local clock (on the Redis server's clock for shared limits).
 
 Responses to concurrent requests arrive out of order, so snapshots are merged: a reset
@@ -33,7 +34,7 @@ from typing import Literal
 from ._exceptions import ConfigurationError
 
 __all__ = [
-    "DEFAULT_QUOTA_MAX_WAIT",
+    "DEFAULT_QUOTA_GRACE",
     "DEFAULT_QUOTA_RESERVE",
     "SAME_PERIOD",
     "DailyQuota",
@@ -48,8 +49,9 @@ __all__ = [
 
 #: Requests a bulk run leaves for interactive calls (the ``quota_reserve`` knob).
 DEFAULT_QUOTA_RESERVE = 100
-#: A quota that resets within this many seconds is waited for instead of failing.
-DEFAULT_QUOTA_MAX_WAIT = 60.0
+#: A quota that resets within this many seconds does not stop a run: the last minute is
+#: left to Codat's 429s and ``Retry-After`` (which the client's gate honours).
+DEFAULT_QUOTA_GRACE = 60.0
 
 #: Resets closer than this belong to the same quota period (they differ by clock jitter).
 SAME_PERIOD = 60.0
@@ -79,10 +81,9 @@ class QuotaSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class QuotaDecision:
-    """``action`` is ``"go"``, ``"wait"`` (``wait`` seconds) or ``"stop"``."""
+    """``action`` is ``"go"`` or ``"stop"`` (then ``snapshot`` says why)."""
 
-    action: Literal["go", "wait", "stop"]
-    wait: float = 0.0
+    action: Literal["go", "stop"]
     snapshot: QuotaSnapshot | None = None
 
 
@@ -183,7 +184,7 @@ def decide(
     now: _dt.datetime,
     *,
     reserve: int,
-    max_wait: float = DEFAULT_QUOTA_MAX_WAIT,
+    grace: float = DEFAULT_QUOTA_GRACE,
 ) -> QuotaDecision:
     """May a bulk run start another trigger now? (See the module docstring.)"""
     if snapshot is None or snapshot.remaining > reserve:
@@ -191,10 +192,8 @@ def decide(
     if snapshot.resets is None:
         return QuotaDecision("stop", snapshot=snapshot)
     until = (snapshot.resets - now).total_seconds()
-    if until <= 0:
+    if until <= grace:  # passed already, or within the last minute
         return _GO
-    if until <= max_wait:
-        return QuotaDecision("wait", until, snapshot)
     return QuotaDecision("stop", snapshot=snapshot)
 
 

@@ -61,14 +61,14 @@ async def test_bulk_stops_starting_triggers_when_the_daily_quota_is_low():
     assert fake.syncs_started() == 16
 
 
-async def test_bulk_waits_for_a_quota_that_resets_soon():
+async def test_bulk_goes_on_when_the_quota_resets_within_a_minute():
     ids = companies(3)
     calls = 0
 
     def answer(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.2)
+        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
         company = request.url.path.split("/")[2]
         return httpx.Response(
             200,
@@ -85,7 +85,7 @@ async def test_bulk_waits_for_a_quota_that_resets_soon():
 
     async with AsyncSyncClient(api_key="k", transport=httpx.MockTransport(answer)) as client:
         results = await collect(client.sync.request_sync_many(ids, concurrency=1))
-    assert all(r.ok for r in results)  # each waited for the reset rather than failing
+    assert all(r.ok for r in results)  # Codat's 429s would hold the last minute
     assert calls == 3
 
 

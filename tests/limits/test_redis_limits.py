@@ -211,13 +211,13 @@ async def test_quota_is_shared_and_decided_on_the_servers_clock(redis_url, prefi
         }
     )
     await first.observe(reset)
-    decision = await second.quota_decision()
-    assert decision.action == "wait"
-    assert 0 < decision.wait <= 31
-    assert decision.snapshot is not None and decision.snapshot.remaining == 7
+    # Below the reserve, but the reset is within a minute on Redis's clock: go on.
+    assert (await second.quota_decision()).action == "go"
     far = httpx.Headers({**reset, "x-rate-limit-reset": str(int(server_now) + 7200)})
     await first.observe(far)  # a later reset: a new period
-    assert (await second.quota_decision()).action == "stop"
+    decision = await second.quota_decision()
+    assert decision.action == "stop"
+    assert decision.snapshot is not None and decision.snapshot.remaining == 7
     await first.aclose()
     await second.aclose()
 
