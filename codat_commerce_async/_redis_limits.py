@@ -433,6 +433,15 @@ class RedisLimits:
     @contextlib.asynccontextmanager
     async def company_slot(self, company_id: str) -> AsyncIterator[None]:
         """Hold one of ``per_company_concurrency`` request slots of a company."""
+        release = await self.take_company_slot(company_id)
+        try:
+            yield
+        finally:
+            await release()
+
+    async def take_company_slot(self, company_id: str) -> Callable[[], Awaitable[None]]:
+        """Take a request slot of a company; returns the coroutine function that gives
+        it back (for callers that release in a plain ``finally``)."""
         key = f"{self.prefix}:requests:{company_id}"
         token = uuid.uuid4().hex
         ttl_ms = int(self.lease_ttl * 1000)
@@ -451,13 +460,10 @@ class RedisLimits:
 
         if await self._shared(shared, local):
             self._hold(token, key, "slot")
-            try:
-                yield
-            finally:
-                await self._let_go(token, key, "slot")
-        else:
-            async with self._local.company_slot(company_id):
-                yield
+            return functools.partial(self._let_go, token, key, "slot")
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(self._local.company_slot(company_id))
+        return stack.aclose
 
     @contextlib.asynccontextmanager
     async def trigger_lease(self, company_id: str) -> AsyncIterator[None]:
