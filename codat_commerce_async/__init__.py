@@ -48,6 +48,8 @@ from ._exceptions import (
     SyncWaitTimeoutError,
     UnexpectedRedirectError,
     UnprocessableEntityError,
+    WebhookError,
+    WebhookVerificationError,
 )
 from ._models import (
     CompanySyncStatus,
@@ -58,6 +60,7 @@ from ._models import (
     ErrorValidationItem,
     SyncDateRange,
     SyncState,
+    SyncStatus,
     SyncSummary,
 )
 from ._redis_limits import RedisLimits
@@ -115,9 +118,12 @@ __all__ = [
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
     "__version__",
 ]

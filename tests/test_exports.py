@@ -51,10 +51,13 @@ EXPECTED = {
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
     "__version__",
 }
 
