@@ -16,6 +16,7 @@ import datetime
 import functools
 import os
 import ssl
+import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -52,6 +53,8 @@ T = TypeVar("T")
 
 
 _Started = tuple[BlockingPortal, asyncio.AbstractEventLoop]
+#: Shutdowns begun by finalisers (the loop keeps only weak references to tasks).
+_SHUTDOWNS: set[asyncio.Task[None]] = set()
 
 
 class _LoopThread:
@@ -131,6 +134,18 @@ class _LoopThread:
 
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
+
+    def stop_soon(self, client: AsyncSyncClient) -> None:
+        """Close ``client`` and stop the loop without waiting for either: safe in a
+        finaliser (``portal.start_task_soon`` waits for the loop thread, which at
+        interpreter exit never answers)."""
+
+        def begin() -> None:
+            task = self._loop.create_task(_shutdown(client, self.portal))
+            _SHUTDOWNS.add(task)
+            task.add_done_callback(_SHUTDOWNS.discard)
+
+        self._loop.call_soon_threadsafe(begin)
 
     def stop(self) -> None:
         self.portal.call(self._cancel_tasks)
@@ -360,6 +375,7 @@ class SyncClient:
         self._lock = threading.Lock()
         self._closed = False
         self._owner = True
+        self._origin: SyncClient | None = None
         self._loop = _LoopThread()
         try:
             self._async: AsyncSyncClient = self._loop.call(_build_async, options)
@@ -384,6 +400,9 @@ class SyncClient:
         copy._lock = self._lock
         copy._closed = False
         copy._owner = False
+        # The original owns the loop and the pool: it must outlive every copy, or its
+        # finaliser would shut them down under the copy (``SyncClient(...).with_options()``).
+        copy._origin = self
         copy._loop = self._loop
         copy._async = self._async.with_options(
             timeout=timeout,
@@ -468,9 +487,9 @@ class SyncClient:
                 source=self,
             )
             self._closed = True
-            if not self._loop.in_loop_thread():
-                # Shut down in the background: a finalizer must not block.
-                self._loop.portal.start_task_soon(_shutdown, self._async, self._loop.portal)
+            if not sys.is_finalizing():
+                # At interpreter exit the loop thread (a daemon) is frozen: do nothing.
+                self._loop.stop_soon(self._async)
         except Exception:  # noqa: S110 - best effort at GC or interpreter shutdown
             pass
 

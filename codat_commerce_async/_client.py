@@ -4,18 +4,20 @@ the limits shared by every call, and the retry loop around each attempt."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import functools
 import logging
 import os
 import random
+import socket
 import ssl
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -46,8 +48,8 @@ from ._events import CallEvent, EventHook, EventKind, validate_hooks
 from ._exceptions import (
     APIError,
     APITimeoutError,
+    ClientClosedError,
     ConfigurationError,
-    RateLimitError,
     RetryBudgetExhaustedError,
 )
 from ._logging import logger, setup_from_env
@@ -56,7 +58,7 @@ from ._quota import DEFAULT_QUOTA_RESERVE, DailyQuota
 from ._ratelimit import RateLimiter, validate_rate
 from ._redis_limits import RedisLimits
 from ._response import APIResponse
-from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable
+from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable, retry_after_of
 from ._send import send_attempt
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
@@ -81,9 +83,9 @@ def _loop_identity() -> object:
     return library
 
 
-def _pool_size(http: httpx.AsyncClient) -> int | None:
-    """Best effort: the connection limit of an injected client's default transport."""
-    pool = getattr(getattr(http, "_transport", None), "_pool", None)
+def _pool_size(transport: object) -> int | None:
+    """Best effort: the connection limit of an httpx transport (None if unknown)."""
+    pool = getattr(transport, "_pool", None)
     size = getattr(pool, "_max_connections", None)
     return size if isinstance(size, int) and size > 0 else None
 
@@ -128,6 +130,9 @@ class _Core:
         self.gate_until = 0.0
         self.bulk_pause = PauseGate()
         self.closed = False
+        # The cancel scope of every call in flight: closing cancels them, so no
+        # attempt starts (or retries) after close begins.
+        self.calls: set[anyio.CancelScope] = set()
         self.loop: object | None = None
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], Awaitable[None]] = anyio.sleep
@@ -172,7 +177,7 @@ class _Core:
 
     def check_usable(self) -> None:
         if self.closed:
-            raise RuntimeError("this AsyncSyncClient is closed; create a new one")
+            raise ClientClosedError("this AsyncSyncClient is closed; create a new one", attempts=0)
         if self.pid != os.getpid():
             self._after_fork()
         loop = _loop_identity()
@@ -189,6 +194,7 @@ class _Core:
         self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None
     ) -> None:
         self.http = http
+        self.transport = transport
         # Our own pool: call its transport directly. httpx.AsyncClient.send adds auth,
         # redirect, cookie and hook handling we never want, at ~40% of the CPU of a call.
         # A borrowed client keeps its own send (its mounts, proxies and event hooks).
@@ -224,6 +230,27 @@ class _Core:
         if self.closed:
             return
         self.closed = True
+        if self.pid != os.getpid():
+            return  # a forked child: the parent's sockets are not ours to end
+        owner = self.loop
+        if owner is None or _loop_identity() is owner:
+            await self._close_here()
+            return
+        # Called on another event loop than the one that used the pool.
+        if await _run_on_owner_loop(owner, self._close_here):
+            return
+        if self.owns_http and not _shut_down_sockets(self.transport):
+            raise ClientClosedError(
+                "this AsyncSyncClient was closed on another event loop than the one it "
+                "was used on, which has ended; its connections could not be closed from "
+                "here. Close a client on the loop that uses it.",
+                attempts=0,
+            )
+
+    async def _close_here(self) -> None:
+        """Cancel the calls in flight, then close the pool (on the loop that owns both)."""
+        for scope in list(self.calls):
+            scope.cancel()
         if self.shared_limits is not None:
             await self.shared_limits.disconnect()
         if self.owns_http:
@@ -239,6 +266,51 @@ class _Core:
                     stacklevel=1,
                     source=self,
                 )
+
+
+async def _run_on_owner_loop(
+    owner: object, close: Callable[[], Coroutine[Any, Any, None]]
+) -> bool:
+    """Run ``close`` on the event loop ``owner`` if it is still running (waiting in a
+    worker thread); False if that loop has ended."""
+    if isinstance(owner, asyncio.AbstractEventLoop):
+        if owner.is_closed() or not owner.is_running():
+            return False
+        future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(
+            close(), owner
+        )
+        await anyio.to_thread.run_sync(future.result)
+        return True
+    if sniffio.current_async_library() == "trio" or type(owner).__module__.startswith("trio"):
+        import trio
+
+        try:
+            await anyio.to_thread.run_sync(
+                functools.partial(trio.from_thread.run, close, trio_token=cast(Any, owner))
+            )
+        except trio.RunFinishedError:
+            return False
+        return True
+    return False
+
+
+def _shut_down_sockets(transport: httpx.AsyncBaseTransport | None) -> bool:
+    """End every connection of an httpx transport whose event loop has ended, at the
+    socket level (its streams can no longer be closed the usual way, which needs that
+    loop). The descriptors are released when the pool is collected. False if the
+    transport is not one whose connections can be reached."""
+    pool = getattr(transport, "_pool", None)
+    connections = getattr(pool, "connections", None)
+    if not isinstance(connections, list):
+        return False
+    for connection in connections:
+        inner = getattr(connection, "_connection", connection)
+        stream = getattr(inner, "_network_stream", None)
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+    return True
 
 
 def _secret_forms(auth_header: str) -> tuple[str, ...]:
@@ -277,7 +349,8 @@ class AsyncSyncClient:
         deadline: wall-clock bound on a whole call, retries and waits included
             (default 120 s; ``None`` for none).
         attempt_timeout: wall-clock bound on one attempt (default 30 s; ``None`` for none).
-        max_concurrency: requests in flight at once (default 10), never above the pool size.
+        max_concurrency: requests in flight at once (default 10), never above the pool size
+            (of the SDK's pool, or of an httpx ``http_client``/``transport`` you pass).
         max_response_size: the largest body accepted, raw or decompressed (default 1 MiB).
         default_headers: extra headers for every request.
         http_client: an ``httpx.AsyncClient`` you own; the SDK never closes it.
@@ -352,7 +425,7 @@ class AsyncSyncClient:
                 )
             if not isinstance(http_client, httpx.AsyncClient):
                 raise ConfigurationError("http_client must be an httpx.AsyncClient")
-            pool = _pool_size(http_client)
+            pool = _pool_size(getattr(http_client, "_transport", None))
             if pool is not None:
                 concurrency = min(concurrency, pool)
             http, own_transport = http_client, None
@@ -362,6 +435,9 @@ class AsyncSyncClient:
                     "verify= configures the SDK's own transport; with transport= set TLS "
                     "options on your transport"
                 )
+            pool = _pool_size(transport)
+            if pool is not None:  # the cap follows the pool, however it was supplied
+                concurrency = min(concurrency, pool)
             http, own_transport = _pool_client(transport, settings.timeout), transport
         else:
             rebuild = _pool_factory(concurrency, settings.timeout, verify)
@@ -547,10 +623,13 @@ class AsyncSyncClient:
             attempts += 1
             return await self._attempt(op, request, key, attempts, call, remaining, started)
 
-        if not core.hooks:
+        async def run() -> APIResponse[T]:
             return await self._run_attempts(op, call, attempt, remaining, key, started)
+
+        if not core.hooks:
+            return await self._closable(run, request, key, lambda: attempts)
         try:
-            result = await self._run_attempts(op, call, attempt, remaining, key, started)
+            result = await self._closable(run, request, key, lambda: attempts)
         except BaseException as exc:  # cancellation too: a tracer must close its span
             status = getattr(exc, "status_code", None)
             made = getattr(exc, "attempts", attempts)  # 0 if the deadline passed unsent
@@ -558,6 +637,37 @@ class AsyncSyncClient:
             raise
         core.emit(self._event("call_finished", op, key, attempts, started, result.status_code))
         return result
+
+    async def _closable(
+        self,
+        run: Callable[[], Awaitable[APIResponse[T]]],
+        request: httpx.Request,
+        key: str | None,
+        attempts: Callable[[], int],
+    ) -> APIResponse[T]:
+        """Run one call in a cancel scope that :meth:`aclose` cancels, and turn that
+        cancellation (or a failure of the pool closed under it) into ClientClosedError."""
+        core = self._core
+        cause: BaseException | None = None
+        with anyio.CancelScope() as scope:
+            core.calls.add(scope)
+            try:
+                return await run()
+            except APIError as exc:
+                if not core.closed:
+                    raise
+                cause = exc
+            finally:
+                core.calls.discard(scope)
+        # Reached only when close() cancelled this call, or its attempt failed after it.
+        error = ClientClosedError(
+            "the client was closed while this call was in flight; no attempt starts "
+            "after close. The idempotency key tells what may have reached Codat.",
+            request=request,
+            idempotency_key=key,
+            attempts=attempts(),
+        )
+        raise error from cause
 
     async def _run_attempts(
         self,
@@ -711,6 +821,13 @@ class AsyncSyncClient:
             # A 429 may have closed the gate while this attempt queued for a slot: the
             # queued attempts must wait as well, or the gate would only hold new calls.
             await self._wait_at_gate(remaining)
+            if core.closed:  # closed from elsewhere while this attempt waited
+                raise ClientClosedError(
+                    "the client was closed before this attempt was sent",
+                    request=request,
+                    idempotency_key=key,
+                    attempts=number - 1,
+                )
             limit, phase = self._time_limit(call, remaining, request, key, number)
             if core.hooks:
                 core.emit(self._event("request_sent", op, key, number, started))
@@ -749,14 +866,13 @@ class AsyncSyncClient:
         error = _protocol.error_for_response(
             response, body, idempotency_key=key, attempts=number, secrets=core.secrets
         )
-        if (
-            isinstance(error, RateLimitError)
-            and error.retry_after
-            and error.retry_after <= call.retry_policy.max_retry_after
-        ):
-            core.gate_until = max(core.gate_until, core.clock() + error.retry_after)
+        # A 429's or a 503's Retry-After is about the whole client (Codat counts per
+        # IP; a 503 is the service): pause every call, not only this one.
+        retry_after = retry_after_of(error)
+        if retry_after and retry_after <= call.retry_policy.max_retry_after:
+            core.gate_until = max(core.gate_until, core.clock() + retry_after)
             if shared is not None:
-                await shared.close_gate(error.retry_after)
+                await shared.close_gate(retry_after)
         raise error
 
     async def _wait_at_gate(self, remaining: Callable[[], float | None]) -> None:

@@ -25,7 +25,9 @@ from ._exceptions import (
     APITimeoutError,
     APITLSError,
     ResponseTooLargeError,
+    redact,
 )
+from ._response import ascii_int
 
 __all__ = ["read_body", "send_attempt", "translate_transport_error"]
 
@@ -54,7 +56,7 @@ async def send_attempt(
             response = await send(request)
             response.request = request  # a transport's response does not know it
             try:
-                body = await read_body(response, max_response_size)
+                body = await read_body(response, max_response_size, secrets)
             finally:
                 await response.aclose()
     except TimeoutError:
@@ -82,7 +84,9 @@ async def send_attempt(
     return response, body
 
 
-async def read_body(response: httpx.Response, limit: int) -> bytes:
+async def read_body(
+    response: httpx.Response, limit: int, secrets: Sequence[str] = ()
+) -> bytes:
     """Read and decode the body, refusing more than ``limit`` bytes raw or decoded.
 
     Decompression is done here, chunk by chunk with a bounded output, because
@@ -95,8 +99,8 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         if len(content) > limit:
             raise _too_large(response, limit, "decoded")
         return content
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = ascii_int(response.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _too_large(response, limit, "declared")
     coding = response.headers.get("content-encoding", "").strip().lower()
     decoder = None
@@ -104,7 +108,9 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         wbits = _ENCODINGS.get(coding)
         if wbits is None:
             error = APIConnectionError(
-                f"Codat's response uses an unsupported content encoding {coding[:40]!r}",
+                # The server's text: scrubbed, then cut.
+                f"Codat's response uses an unsupported content encoding "
+                f"{redact(coding, secrets)[:40]!r}",
                 request=response.request,
             )
             # The server chose it: a retry gets the same (for a POST, a replayed) answer.
@@ -143,6 +149,14 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
         await _abandon(response, chunks)
         raise
     if decoder is not None:
+        if not decoder.eof:
+            # Cut short (or missing its checksum trailer) inside correct HTTP framing:
+            # a broken transfer like a short plain body, so never parsed, and retried.
+            raise APIConnectionError(
+                f"Codat's {coding} response ended before its compressed stream was complete",
+                request=response.request,
+                request_sent=True,
+            )
         tail = decoder.flush()
         size += len(tail)
         if size > limit:
