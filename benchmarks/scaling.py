@@ -158,16 +158,19 @@ def measure(
     )
 
 
-def spawn_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    return [
-        subprocess.Popen(
-            [sys.executable, str(EXAMPLE), "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(count)
-    ]
+def spawn_workers(
+    count: int, env: dict[str, str], log: Path
+) -> list[subprocess.Popen[bytes]]:
+    with log.open("ab") as sink:  # each child keeps its own handle
+        return [
+            subprocess.Popen(
+                [sys.executable, str(EXAMPLE), "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
+            for _ in range(count)
+        ]
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -193,7 +196,8 @@ async def run_fleet(
     from arq import create_pool
     from arq.connections import RedisSettings
 
-    workers = spawn_workers(WORKERS, env)
+    log = Path(tempfile.mkstemp(prefix="codat-scaling-workers-", suffix=".log")[1])
+    workers = spawn_workers(WORKERS, env, log)
     pool = await create_pool(RedisSettings.from_dsn(redis_url))
     try:
         _, jobs = await example.enqueue_run(pool, ids, chunk_size=10)
@@ -226,6 +230,8 @@ async def run_fleet(
     finally:
         await pool.aclose()
         stop(workers)
+        fallbacks = log.read_bytes().count(b"using in-process limits")  # noqa: ASYNC240
+        print(f"   fallbacks to in-process limits (worker logs, {log}): {fallbacks}", flush=True)
     return sum(not row["ok"] for row in outcome)
 
 
@@ -302,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "CODAT_LIMITS_PREFIX": prefix,
                 "CODAT_EGRESS_KEY": "loopback",
                 "CODAT_REQUESTS_PER_MINUTE": f"{rpm:.3f}",
-                "CODAT_JOB_TIMEOUT": "30",
+                "CODAT_JOB_TIMEOUT": "15",
                 "CODAT_LEASE_TTL": "5",
             }
             example.QUEUE = env["CODAT_QUEUE"]

@@ -56,7 +56,7 @@ from ._logging import logger, setup_from_env
 from ._pause import PauseGate
 from ._quota import DEFAULT_QUOTA_RESERVE, DailyQuota
 from ._ratelimit import RateLimiter, validate_rate
-from ._redis_limits import RedisLimits
+from ._redis_limits import RedisLimits, refuse_non_asyncio
 from ._response import APIResponse
 from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable, retry_after_of
 from ._send import send_attempt
@@ -402,7 +402,7 @@ class AsyncSyncClient:
         if limits is not None:
             if not isinstance(limits, RedisLimits):
                 raise ConfigurationError("limits must be a RedisLimits or None")
-            _refuse_trio_for(limits)
+            refuse_non_asyncio(f"limits={limits!r}")
         rate = validate_rate("requests_per_minute", requests_per_minute)
         hooks = validate_hooks(event_hooks)
         url = resolve_base_url(base_url)
@@ -980,17 +980,6 @@ def _company_slot(
     if shared is None or company_id is None:
         return contextlib.nullcontext()
     return shared.company_slot(company_id)
-
-
-def _refuse_trio_for(limits: RedisLimits) -> None:
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        return
-    if library != "asyncio":
-        raise ConfigurationError(
-            f"limits={limits!r} needs asyncio (redis-py's client), not {library}"
-        )
 
 
 def _deadline_passed(

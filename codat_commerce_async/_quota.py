@@ -25,6 +25,7 @@ more than :data:`SAME_PERIOD` later starts a new period; within one period the s
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,6 +106,19 @@ def parse_reset(value: str | None, now: _dt.datetime) -> _dt.datetime | None:
     """
     if value is None:
         return None
+    parsed = _parse_reset_text(value)
+    if isinstance(parsed, float):
+        try:
+            return now + _dt.timedelta(seconds=parsed)
+        except OverflowError:
+            return None
+    return parsed
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_reset_text(value: str) -> _dt.datetime | float | None:
+    """An absolute reset, or seconds from now (a float); cached: every response of a
+    day carries the same reset, so the hot path parses it once."""
     text = value.strip()
     if not text or len(text) > 64:
         return None
@@ -115,10 +129,10 @@ def parse_reset(value: str | None, now: _dt.datetime) -> _dt.datetime | None:
     else:
         if not math.isfinite(number) or number < 0:
             return None
+        if number < _EPOCH_THRESHOLD:
+            return number
         try:
-            if number >= _EPOCH_THRESHOLD:
-                return _dt.datetime.fromtimestamp(number, _UTC)
-            return now + _dt.timedelta(seconds=number)
+            return _dt.datetime.fromtimestamp(number, _UTC)
         except (OverflowError, OSError, ValueError):
             return None
     when: _dt.datetime | None = None
@@ -152,6 +166,7 @@ def snapshot_from_headers(headers: Mapping[str, str], now: _dt.datetime) -> Quot
     return QuotaSnapshot(int(raw), limit, reset, due)
 
 
+@functools.lru_cache(maxsize=16)
 def _server_date(value: str | None) -> _dt.datetime | None:
     if not value:
         return None
@@ -206,6 +221,16 @@ class DailyQuota:
 
     def observe(self, headers: Mapping[str, str], now: _dt.datetime | None = None) -> None:
         """Learn from one response's headers."""
+        raw = headers.get("x-rate-limit-remaining")
+        if raw is None:
+            return
+        current = self.snapshot
+        if (
+            raw.isdigit()
+            and int(raw) > self.reserve
+            and (current is None or current.remaining > self.reserve)
+        ):
+            return  # the hot path: plenty left, and nothing low on record to correct
         seen = snapshot_from_headers(headers, now or _dt.datetime.now(_UTC))
         if seen is not None:
             self.snapshot = merge(self.snapshot, seen)

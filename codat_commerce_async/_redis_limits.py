@@ -193,16 +193,30 @@ def _from_ms(ms: int) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(ms / 1000, _UTC)
 
 
-def _refuse_non_asyncio() -> None:
+def refuse_non_asyncio(what: str = "RedisLimits") -> None:
+    """Raise :class:`ConfigurationError` when running on an event loop other than asyncio."""
     try:
         library = sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         return
     if library != "asyncio":
         raise ConfigurationError(
-            f"RedisLimits needs asyncio (redis-py's asyncio client), not {library}; "
+            f"{what} needs asyncio (redis-py's asyncio client), not {library}; "
             "under trio use the in-process limits"
         )
+
+
+async def _until(attempt: Callable[[], Awaitable[object]]) -> bool:
+    """Retry ``attempt`` until it returns something true, backing off to 0.25 s."""
+    delay = 0.01
+    while not await attempt():
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    return True
+
+
+async def _no() -> bool:
+    return False
 
 
 def _name(what: str, value: str) -> str:
@@ -251,7 +265,7 @@ class RedisLimits:
         fallback_requests_per_minute: float | None = None,
         probe_interval: float = 5.0,
     ) -> None:
-        _refuse_non_asyncio()
+        refuse_non_asyncio()
         try:
             from redis.asyncio import Redis as _Redis
         except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
@@ -332,7 +346,7 @@ class RedisLimits:
         self, shared: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]
     ) -> T:
         """Run ``shared`` on Redis, or ``local`` while Redis is down (see the module doc)."""
-        _refuse_non_asyncio()
+        refuse_non_asyncio()
         if self._down_since is not None and time.monotonic() < self._retry_at:
             return await local()
         try:
@@ -446,19 +460,10 @@ class RedisLimits:
         token = uuid.uuid4().hex
         ttl_ms = int(self.lease_ttl * 1000)
 
-        async def shared() -> bool:
-            delay = 0.01
-            while not await self._take_slot(
-                keys=[key], args=[token, self.per_company_concurrency, ttl_ms]
-            ):
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.25)
-            return True
+        def take() -> Awaitable[object]:
+            return self._take_slot(keys=[key], args=[token, self.per_company_concurrency, ttl_ms])
 
-        async def local() -> bool:
-            return False
-
-        if await self._shared(shared, local):
+        if await self._shared(functools.partial(_until, take), _no):
             self._hold(token, key, "slot")
             return functools.partial(self._let_go, token, key, "slot")
         stack = contextlib.AsyncExitStack()
@@ -472,17 +477,10 @@ class RedisLimits:
         token = uuid.uuid4().hex
         ttl_ms = int(self.lease_ttl * 1000)
 
-        async def shared() -> bool:
-            delay = 0.01
-            while not await self.redis.set(key, token, nx=True, px=ttl_ms):
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.25)
-            return True
+        def take() -> Awaitable[object]:
+            return self.redis.set(key, token, nx=True, px=ttl_ms)
 
-        async def local() -> bool:
-            return False
-
-        if await self._shared(shared, local):
+        if await self._shared(functools.partial(_until, take), _no):
             self._hold(token, key, "lease")
             try:
                 yield

@@ -78,33 +78,50 @@ def example(monkeypatch, redis_url, prefix):
     sys.modules.pop("codat_examples.arq_fleet", None)
 
 
+@pytest.fixture
+async def arq_pool(redis_url):
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    pool = await create_pool(RedisSettings.from_dsn(redis_url))
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+def fleet(redis_url, prefix, fake_server):
+    """Start worker processes with ``fleet(count, **env)``; they are stopped afterwards."""
+    fleets: list[Fleet] = []
+
+    def start(count: int, **env: str) -> Fleet:
+        fleet = Fleet(redis_url, fake_server, prefix, **env)
+        fleets.append(fleet)
+        fleet.start(count)
+        return fleet
+
+    yield start
+    for fleet in fleets:
+        fleet.stop()
+
+
 def companies(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
 
 
-async def test_a_run_over_workers_and_a_redelivered_chunk(example, redis_url, prefix, fake_server):
-    from arq import create_pool
-    from arq.connections import RedisSettings
-
-    fleet = Fleet(redis_url, fake_server, prefix, CODAT_REQUESTS_PER_MINUTE="6000")
-    fleet.start(2)
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    try:
-        ids = companies(40)
-        with anyio.fail_after(120):
-            run_id, jobs = await example.enqueue_run(pool, ids, chunk_size=10)
-            first = await example.gather_results(jobs)
-            # Enqueueing the same run again adds nothing (job ids come from the run id).
-            _, same_jobs = await example.enqueue_run(pool, ids, chunk_size=10, run_id=run_id)
-            assert [j.job_id for j in same_jobs] == [j.job_id for j in jobs]
-            # A chunk delivered again (as arq does after a worker dies): same run id.
-            redelivered = await pool.enqueue_job(
-                "trigger_chunk", run_id, ids[:10], _queue_name=example.QUEUE
-            )
-            replayed = await redelivered.result(timeout=None, poll_delay=0.2)
-    finally:
-        await pool.aclose()
-        fleet.stop()
+async def test_a_run_over_workers_and_a_redelivered_chunk(example, arq_pool, fleet, fake_server):
+    fleet(2, CODAT_REQUESTS_PER_MINUTE="6000")
+    ids = companies(40)
+    with anyio.fail_after(120):
+        run_id, jobs = await example.enqueue_run(arq_pool, ids, chunk_size=10)
+        first = await example.gather_results(jobs)
+        # Enqueueing the same run again adds nothing (job ids come from the run id).
+        _, same_jobs = await example.enqueue_run(arq_pool, ids, chunk_size=10, run_id=run_id)
+        assert [j.job_id for j in same_jobs] == [j.job_id for j in jobs]
+        # A chunk delivered again (as arq does after a worker dies): same run id.
+        redelivered = await arq_pool.enqueue_job(
+            "trigger_chunk", run_id, ids[:10], _queue_name=example.QUEUE
+        )
+        replayed = await redelivered.result(timeout=None, poll_delay=0.2)
 
     fake = fake_server.fake
     assert sorted(row["company_id"] for row in first) == sorted(ids)
@@ -119,35 +136,24 @@ async def test_a_run_over_workers_and_a_redelivered_chunk(example, redis_url, pr
 
 
 @pytest.mark.slow
-async def test_a_worker_killed_mid_run(example, redis_url, prefix, fake_server):
-    from arq import create_pool
-    from arq.connections import RedisSettings
-
-    fleet = Fleet(
-        redis_url,
-        fake_server,
-        prefix,
+async def test_a_worker_killed_mid_run(example, arq_pool, fleet, fake_server):
+    workers = fleet(
+        1,
         CODAT_REQUESTS_PER_MINUTE="600",  # 10 a second: the run outlives the kill
         CODAT_JOB_TIMEOUT="5",  # arq redelivers a dead worker's job 15 s after it started
         CODAT_LEASE_TTL="3",
     )
     fake = fake_server.fake
-    fleet.start(1)
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    try:
-        ids = companies(60)
-        with anyio.fail_after(180):
-            _, jobs = await example.enqueue_run(pool, ids, chunk_size=10)
-            while len(fake.requests) < 10:  # the first worker is mid-run
-                await anyio.sleep(0.05)
-            fleet.start(1)
-            victim = fleet.workers[0]
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.wait()
-            outcome = await example.gather_results(jobs)
-    finally:
-        await pool.aclose()
-        fleet.stop()
+    ids = companies(60)
+    with anyio.fail_after(180):
+        _, jobs = await example.enqueue_run(arq_pool, ids, chunk_size=10)
+        while len(fake.requests) < 10:  # the first worker is mid-run
+            await anyio.sleep(0.05)
+        workers.start(1)
+        victim = workers.workers[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        outcome = await example.gather_results(jobs)
 
     assert sorted(row["company_id"] for row in outcome) == sorted(ids)
     assert all(row["ok"] for row in outcome)
