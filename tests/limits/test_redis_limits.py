@@ -57,13 +57,29 @@ async def main(url, prefix):
     admitted = [await limits.acquire(max_wait=0) for _ in range(5)]
     await limits.aclose()
     print(sum(admitted))
-asyncio.run(main(*sys.argv[1:]))
+asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
 async def test_processes_share_one_rate(redis_url, prefix):
     # 1 a minute with a burst of 4: whatever the interleaving, 4 requests in all go at once.
     workers = [spawn(ADMIT, redis_url, prefix) for _ in range(3)]
+    admitted = [int(finish(w)) for w in workers]
+    assert sum(admitted) == 4
+
+
+SKEWED = """
+import time
+_real_time, _real_monotonic = time.time, time.monotonic
+time.time = lambda: _real_time() + float(sys.argv[3])  # this machine's clock is off
+time.monotonic = lambda: _real_monotonic() + float(sys.argv[3])
+""" + ADMIT
+
+
+async def test_skewed_worker_clocks_change_nothing(redis_url, prefix):
+    # Workers a day ahead and an hour behind share the rate exactly as in-sync ones do:
+    # every decision is timed by Redis's TIME.
+    workers = [spawn(SKEWED, redis_url, prefix, skew) for skew in ("86400", "-3600", "0")]
     admitted = [int(finish(w)) for w in workers]
     assert sum(admitted) == 4
 
