@@ -299,9 +299,17 @@ class RedisLimits:
         self.probe_interval = float(probe_interval)
         if redis is None:
             assert url is not None
-            # Short socket timeouts: a hung Redis must not hang Codat calls behind it.
-            redis = _Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            try:
+                # Short socket timeouts: a hung Redis must not hang Codat calls behind it.
+                redis = _Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            except (ValueError, TypeError, AttributeError):
+                # Not echoed: a Redis URL may carry a password.
+                raise ConfigurationError(
+                    "url must be a redis://, rediss:// or unix:// URL (value not shown)"
+                ) from None
             self._owns_redis = True
+        elif not isinstance(redis, _Redis):
+            raise ConfigurationError("redis= must be a redis.asyncio.Redis client")
         else:
             self._owns_redis = False
         self.redis = redis

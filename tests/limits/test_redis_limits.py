@@ -68,12 +68,15 @@ async def test_processes_share_one_rate(redis_url, prefix):
     assert sum(admitted) == 4
 
 
-SKEWED = """
+SKEWED = (
+    """
 import time
 _real_time, _real_monotonic = time.time, time.monotonic
 time.time = lambda: _real_time() + float(sys.argv[3])  # this machine's clock is off
 time.monotonic = lambda: _real_monotonic() + float(sys.argv[3])
-""" + ADMIT
+"""
+    + ADMIT
+)
 
 
 async def test_skewed_worker_clocks_change_nothing(redis_url, prefix):
@@ -321,6 +324,20 @@ def test_settings_are_validated(kwargs, match):
     kwargs.setdefault("egress_key", "nat-1")
     with pytest.raises(ConfigurationError, match=match):
         RedisLimits("redis://127.0.0.1:1/0", **kwargs)
+
+
+@pytest.mark.parametrize("url", ["http://cache:6379", "redis://:hunter2@[::1", 42])
+def test_a_bad_url_is_refused_without_echoing_it(url):
+    with pytest.raises(ConfigurationError, match="value not shown") as caught:
+        RedisLimits(url, egress_key="nat-1")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_sync_redis_client_is_refused():
+    import redis
+
+    with pytest.raises(ConfigurationError, match="asyncio"):
+        RedisLimits(redis=redis.Redis(), egress_key="nat-1")
 
 
 def test_url_or_client_not_both():
