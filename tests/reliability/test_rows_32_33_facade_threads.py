@@ -27,7 +27,7 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
 from ..conftest import CANARY_KEY
-from ._harness import FAST, fake_records, open_api, raises
+from ._harness import FAST, eventually, fake_records, open_api, raises
 from ._sockets import MisbehavingServer
 
 LOOP_THREAD = "codat-commerce-async-loop"
@@ -164,11 +164,14 @@ async def test_row33_single_calls_for_one_company_are_not_serialised(
     # use request_sync_many, or the same idempotency_key (next test).
     company = _company()
     fake.rate_limits = RateLimits(concurrent_per_company=1, retry_after=0.05)
-    fake.faults.randomly(Fault.latency(0.1), 1.0)
+    fake.faults.randomly(Fault.latency(0.3), 1.0)
     try:
-        async with open_api(mode, base_url=fake_server.base_url) as api:
+        # Retries enough to wait out the first call's 0.3 s at 0.05 s a 429.
+        async with open_api(mode, base_url=fake_server.base_url, max_retries=20) as api:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(api.request_sync, company)
+                # The second while the first is inside Codat, however slow the machine.
+                assert await eventually(lambda: fake.in_flight(company) == 1)
                 tg.start_soon(api.request_sync, company)
     finally:
         fake.rate_limits = RateLimits()
@@ -181,7 +184,7 @@ async def test_row33_same_key_at_once_starts_one_sync(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
     company, key = _company(), str(uuid.uuid4())
-    fake.faults.randomly(Fault.latency(0.2), 1.0)
+    fake.faults.randomly(Fault.latency(0.3), 1.0)
     results: list[object] = []
     async with open_api(mode, base_url=fake_server.base_url) as api:
 
@@ -193,7 +196,8 @@ async def test_row33_same_key_at_once_starts_one_sync(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(one)
-            await anyio.sleep(0.05)
+            # The second while the first is inside Codat, however slow the machine.
+            assert await eventually(lambda: fake.in_flight(company) == 1)
             tg.start_soon(one)
     assert sorted(type(r).__name__ for r in results) == ["ConflictError", "SyncSummary"]
     assert fake.syncs_started(company) == 1
