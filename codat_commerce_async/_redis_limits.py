@@ -576,12 +576,18 @@ class RedisLimits:
             else:
                 await self._release_lease(keys=[key], args=[token])
 
-    async def _refresh_forever(self) -> None:
-        """Extend every held lease each third of ``lease_ttl``; leases of a dead process
-        are not refreshed and expire."""
+    async def refresh_leases(self) -> int:
+        """Extend every lease and slot this object holds to a full ``lease_ttl``; returns
+        how many are still ours. Runs by itself every third of ``lease_ttl`` while any
+        is held, so only a dead (or frozen) process lets its leases expire."""
         ttl_ms = int(self.lease_ttl * 1000)
+        kept = 0
+        for token, (key, kind) in list(self._held.items()):
+            with contextlib.suppress(*_redis_errors()):
+                kept += int(await self._refresh(keys=[key], args=[token, ttl_ms, kind]))
+        return kept
+
+    async def _refresh_forever(self) -> None:
         while self._held:
             await anyio.sleep(self.lease_ttl / 3)
-            for token, (key, kind) in list(self._held.items()):
-                with contextlib.suppress(*_redis_errors()):
-                    await self._refresh(keys=[key], args=[token, ttl_ms, kind])
+            await self.refresh_leases()

@@ -155,25 +155,30 @@ async def test_at_most_n_requests_per_company(redis_url, prefix):
     shared = limits(redis_url, prefix, per_company_concurrency=2)
     inside = 0
     most = 0
+    two_inside = anyio.Event()
 
     async def request() -> None:
         nonlocal inside, most
         async with shared.company_slot(COMPANY):
             inside += 1
             most = max(most, inside)
-            await anyio.sleep(0.02)
+            if inside == 2:
+                two_inside.set()
+            await two_inside.wait()  # the first holds its slot until a second is in
+            await anyio.sleep(0)
             inside -= 1
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(8):
-            tg.start_soon(request)
+    with anyio.fail_after(60):  # a guard against a hang, not a speed assertion
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(request)
     assert most == 2
     await shared.aclose()
 
 
 HOLD = """
 async def main(url, prefix, company):
-    limits = RedisLimits(url, egress_key="nat-1", prefix=prefix, lease_ttl=2.0)
+    limits = RedisLimits(url, egress_key="nat-1", prefix=prefix, lease_ttl=3.0)
     async with limits.trigger_lease(company), limits.company_slot(company):
         print("holding", flush=True)
         await asyncio.sleep(3600)
@@ -187,11 +192,8 @@ async def test_a_sigkilled_workers_leases_expire(redis_url, prefix, redis):
         assert worker.stdout is not None
         line = await anyio.to_thread.run_sync(worker.stdout.readline)
         assert line.strip() == "holding"
-        survivor = limits(redis_url, prefix, lease_ttl=2.0, per_company_concurrency=1)
-        with anyio.move_on_after(0.5) as early:
-            async with survivor.trigger_lease(COMPANY):
-                pass
-        assert early.cancel_called  # the live worker keeps its lease
+        survivor = limits(redis_url, prefix, lease_ttl=3.0, per_company_concurrency=1)
+        assert await redis.exists(f"{prefix}:trigger:{COMPANY}") == 1  # the worker's lease
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         with anyio.fail_after(60):  # the lease expires within lease_ttl; no speed asserted
@@ -208,11 +210,38 @@ async def test_a_sigkilled_workers_leases_expire(redis_url, prefix, redis):
 
 
 async def test_leases_are_refreshed_while_held(redis_url, prefix, redis):
-    holder = limits(redis_url, prefix, lease_ttl=2.4)
+    holder = limits(redis_url, prefix, lease_ttl=30.0)
+    lease = f"{prefix}:trigger:{COMPANY}"
+    slots = f"{prefix}:requests:{COMPANY}"
+    async with holder.trigger_lease(COMPANY), holder.company_slot(COMPANY):
+        await redis.pexpire(lease, 500)  # as if 29.5 s had passed without a refresh
+        await redis.pexpire(slots, 500)
+        assert await holder.refresh_leases() == 2
+        assert await redis.pttl(lease) > 20_000
+        assert await redis.pttl(slots) > 20_000
+    assert await redis.exists(lease) == 0
+    assert await redis.exists(slots) == 0
+    await holder.aclose()
+
+
+async def test_the_refresh_runs_by_itself(redis_url, prefix, redis):
+    holder = limits(redis_url, prefix, lease_ttl=6.0)  # refreshed every 2 s
+    lease = f"{prefix}:trigger:{COMPANY}"
     async with holder.trigger_lease(COMPANY):
-        await anyio.sleep(5.0)  # twice the TTL: only the refresh keeps it
-        assert await redis.exists(f"{prefix}:trigger:{COMPANY}") == 1
-    assert await redis.exists(f"{prefix}:trigger:{COMPANY}") == 0
+        await redis.pexpire(lease, 100_000)  # longer than a refresh sets: it will shrink
+        with anyio.fail_after(60):  # a guard, not a speed assertion
+            while not 0 < await redis.pttl(lease) <= 6_000:
+                await anyio.sleep(0.05)
+    await holder.aclose()
+
+
+async def test_a_lease_taken_over_is_not_refreshed_or_released(redis_url, prefix, redis):
+    holder = limits(redis_url, prefix)
+    lease = f"{prefix}:trigger:{COMPANY}"
+    async with holder.trigger_lease(COMPANY):
+        await redis.set(lease, "someone-else", px=60_000)  # expired and taken meanwhile
+        assert await holder.refresh_leases() == 0
+    assert await redis.get(lease) == b"someone-else"  # not deleted by the old holder
     await holder.aclose()
 
 
