@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from ._exceptions import ConfigurationError
+from ._response import ascii_int
 
 __all__ = [
     "DEFAULT_QUOTA_GRACE",
@@ -155,15 +156,14 @@ def snapshot_from_headers(headers: Mapping[str, str], now: _dt.datetime) -> Quot
     clock by the response's ``Date``. ``headers`` must look names up case-insensitively
     (``httpx.Headers`` does).
     """
-    raw = headers.get("x-rate-limit-remaining")
-    if raw is None or not raw.strip().isdigit():
+    remaining = ascii_int(headers.get("x-rate-limit-remaining"))
+    if remaining is None:
         return None
-    limit_raw = headers.get("x-rate-limit-limit")
-    limit = int(limit_raw) if limit_raw is not None and limit_raw.strip().isdigit() else None
+    limit = ascii_int(headers.get("x-rate-limit-limit"))
     server_now = _server_date(headers.get("date")) or now
     reset = parse_reset(headers.get("x-rate-limit-reset"), server_now)
     due = None if reset is None else now + (reset - server_now)
-    return QuotaSnapshot(int(raw), limit, reset, due)
+    return QuotaSnapshot(remaining, limit, reset, due)
 
 
 @functools.lru_cache(maxsize=16)
@@ -221,15 +221,11 @@ class DailyQuota:
 
     def observe(self, headers: Mapping[str, str], now: _dt.datetime | None = None) -> None:
         """Learn from one response's headers."""
-        raw = headers.get("x-rate-limit-remaining")
-        if raw is None:
+        remaining = ascii_int(headers.get("x-rate-limit-remaining"))
+        if remaining is None:
             return
         current = self.snapshot
-        if (
-            raw.isdigit()
-            and int(raw) > self.reserve
-            and (current is None or current.remaining > self.reserve)
-        ):
+        if remaining > self.reserve and (current is None or current.remaining > self.reserve):
             return  # the hot path: plenty left, and nothing low on record to correct
         seen = snapshot_from_headers(headers, now or _dt.datetime.now(_UTC))
         if seen is not None:

@@ -54,7 +54,10 @@ def test_snapshot_from_headers():
     assert snapshot_from_headers(headers, NOW) == QuotaSnapshot(42, 3000, MIDNIGHT, MIDNIGHT)
     assert snapshot_from_headers(httpx.Headers({"X-Rate-Limit-Remaining": "-1"}), NOW) is None
     assert snapshot_from_headers(httpx.Headers({}), NOW) is None
+    for odd in ("\u00b2", "12\u00b2", "1.5", " "):  # digits int() refuses: ignored, never raised
+        assert snapshot_from_headers({"x-rate-limit-remaining": odd}, NOW) is None
     partial = snapshot_from_headers(httpx.Headers({"x-rate-limit-remaining": "7"}), NOW)
+
     assert partial == QuotaSnapshot(7, None, None)
 
 
