@@ -570,6 +570,8 @@ class RedisLimits:
 
     async def _let_go(self, token: str, key: str, kind: str) -> None:
         self._held.pop(token, None)
+        if self._down_since is not None and time.monotonic() < self._retry_at:
+            return  # Redis is down: the lease expires by itself, do not wait on it here
         with anyio.CancelScope(shield=True), contextlib.suppress(*_redis_errors()):
             if kind == "slot":
                 await self.redis.zrem(key, token)
