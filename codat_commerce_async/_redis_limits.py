@@ -544,10 +544,11 @@ class RedisLimits:
         return await self._shared(shared, self._local.quota_decision)
 
     async def disconnect(self) -> None:
-        """Drop the pooled Redis connections (they reconnect on next use, on whichever
-        event loop uses them). A client calls this when it closes."""
+        """Drop the idle pooled Redis connections (they reconnect on next use, on whichever
+        event loop uses them). A client calls this when it closes; connections another
+        client sharing these limits is using are left alone."""
         with contextlib.suppress(*_redis_errors()):
-            await self.redis.connection_pool.disconnect()
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
         """Stop refreshing leases and close the Redis connection (if this object made it)."""
