@@ -1,6 +1,8 @@
-"""One attempt: send, read the body within bounds, and translate lower-layer errors.
+"""The httpx seam: build a request, send it once, read the body within bounds, and
+translate lower-layer errors.
 
-This is the only place that touches the transport. It guarantees that:
+This is the only module that touches httpx's requests, responses, transports and
+errors (a second HTTP library plugs in here). It guarantees that:
 - nothing but our own exception types leaves it (cancellation aside);
 - a body above the size cap, raw or decompressed, is refused without buffering it,
   and its connection is closed rather than returned to the pool;
@@ -11,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import anyio
 import httpx
@@ -29,9 +32,156 @@ from ._exceptions import (
 )
 from ._response import ascii_int
 
-__all__ = ["read_body", "send_attempt", "translate_transport_error"]
+__all__ = [
+    "HttpPool",
+    "RequestTemplate",
+    "read_body",
+    "send_attempt",
+    "translate_transport_error",
+]
 
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
+class HttpPool:
+    """The connection pool a client sends through: one the SDK builds (and rebuilds
+    after a fork), the caller's ``transport`` under an SDK-built client, or the
+    caller's own ``httpx.AsyncClient`` (never closed here)."""
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient | None,
+        transport: httpx.AsyncBaseTransport | None,
+        verify: ssl.SSLContext | bool,
+        timeout: httpx.Timeout,
+        max_connections: int,
+    ) -> None:
+        self._rebuild: Callable[[], httpx.AsyncBaseTransport] | None = None
+        self.owned = http_client is None
+        if http_client is not None:
+            self._use(http_client, None)
+            return
+        if transport is None:
+            limits = httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=30.0,
+            )
+
+            def build() -> httpx.AsyncBaseTransport:
+                return httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
+
+            self._rebuild = build
+            transport = build()
+        self._timeout = timeout
+        self._use(_owning_client(transport, timeout), transport)
+
+    def _use(self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None) -> None:
+        self.http = http
+        self.transport = transport
+        # Our own pool: call its transport directly, skipping httpx.AsyncClient.send's
+        # auth, redirect, cookie and hook handling (docs/performance.md). A borrowed
+        # client keeps its own send (its mounts, proxies and event hooks).
+        self.send: Send = (
+            transport.handle_async_request if transport is not None else _client_send(http)
+        )
+
+    @staticmethod
+    def is_http_client(value: object) -> bool:
+        return isinstance(value, httpx.AsyncClient)
+
+    def max_connections(self) -> int | None:
+        """Best effort: the connection limit of the pool (a given transport's, or a
+        borrowed client's default transport's); None if unknown."""
+        transport = self.transport or getattr(self.http, "_transport", None)
+        # httpx has no public accessor for a pool's limits: read its httpcore pool.
+        pool = getattr(transport, "_pool", None)
+        size = getattr(pool, "_max_connections", None)
+        return size if isinstance(size, int) and size > 0 else None
+
+    def shut_down_sockets(self) -> bool:
+        """End every connection of a pool whose event loop has ended, at the socket
+        level (its streams can no longer be closed the usual way, which needs that
+        loop); the descriptors are released when the pool is collected. False if the
+        pool's connections cannot be reached."""
+        # httpx and httpcore have no public way to reach a pool's sockets.
+        pool = getattr(self.transport, "_pool", None)
+        connections = getattr(pool, "connections", None)
+        if not isinstance(connections, list):
+            return False
+        for connection in connections:
+            inner = getattr(connection, "_connection", connection)
+            stream = getattr(inner, "_network_stream", None)
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def rebuild(self) -> bool:
+        """A fresh pool after a fork (the parent's is abandoned, not closed: closing
+        would end its connections). False when the pool is the caller's."""
+        if self._rebuild is None:
+            return False
+        transport = self._rebuild()
+        self._use(_owning_client(transport, self._timeout), transport)
+        return True
+
+    async def aclose(self) -> None:
+        if self.owned:
+            await self.http.aclose()
+
+
+def _client_send(http: httpx.AsyncClient) -> Send:
+    async def send(request: httpx.Request) -> httpx.Response:
+        return await http.send(request, stream=True, follow_redirects=False, auth=None)
+
+    return send
+
+
+def _owning_client(
+    transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout
+) -> httpx.AsyncClient:
+    # The client only owns the transport's lifecycle; requests go to the transport.
+    return httpx.AsyncClient(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+    )
+
+
+class RequestTemplate:
+    """What every request of a client carries: the URL prefix and the headers."""
+
+    __slots__ = ("headers", "url_prefix")
+
+    def __init__(self, base_url: str, headers: Mapping[str, str]) -> None:
+        self.url_prefix = base_url
+        # Normalised once; each request copies it (a list copy) and adds its key.
+        self.headers = httpx.Headers(headers)
+
+    def build(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        idempotency_key: str | None,
+        timeout: httpx.Timeout,
+        extra_headers: Sequence[tuple[str, str]] = (),
+    ) -> httpx.Request:
+        headers = self.headers.copy()
+        for name, value in extra_headers:
+            headers[name] = value
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return httpx.Request(
+            method,
+            self.url_prefix + path,
+            headers=headers,
+            content=body,
+            extensions={"timeout": timeout.as_dict()},
+        )
 
 
 async def send_attempt(
@@ -78,15 +228,17 @@ async def send_attempt(
         # Raised outside the handler, so that not even ``__context__`` keeps the
         # lower-layer exception whose message quoted a credential.
         raise withheld
-    response._content = body  # so response.content / .json() work for raw access
-    if not hasattr(response, "_elapsed"):  # in-memory transports never set it
+    # httpx has no public way to attach a body read outside it; this makes
+    # response.content / .json() work for raw access.
+    response._content = body
+    try:
+        response.elapsed  # noqa: B018 - set by httpx's own transports
+    except RuntimeError:  # in-memory transports never set it
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
     return response, body
 
 
-async def read_body(
-    response: httpx.Response, limit: int, secrets: Sequence[str] = ()
-) -> bytes:
+async def read_body(response: httpx.Response, limit: int, secrets: Sequence[str] = ()) -> bytes:
     """Read and decode the body, refusing more than ``limit`` bytes raw or decoded.
 
     Decompression is done here, chunk by chunk with a bounded output, because
@@ -107,15 +259,14 @@ async def read_body(
     if coding and coding != "identity":
         wbits = _ENCODINGS.get(coding)
         if wbits is None:
-            error = APIConnectionError(
+            raise APIConnectionError(
                 # The server's text: scrubbed, then cut.
                 f"Codat's response uses an unsupported content encoding "
                 f"{redact(coding, secrets)[:40]!r}",
                 request=response.request,
+                # The server chose it: a retry gets the same (for a POST, a replayed) answer.
+                not_retried_because="Codat chose a content encoding the SDK refuses",
             )
-            # The server chose it: a retry gets the same (for a POST, a replayed) answer.
-            error._retryable = False
-            raise error
         decoder = zlib.decompressobj(wbits=wbits)
     raw_total = 0
     parts: list[bytes] = []
@@ -242,11 +393,12 @@ def translate_transport_error(
             f"could not connect to Codat: {detail}", request=request, request_sent=False
         )
     if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
-        error = APIConnectionError(
-            f"the request could not be sent: {detail}", request=request, request_sent=False
+        return APIConnectionError(
+            f"the request could not be sent: {detail}",
+            request=request,
+            request_sent=False,
+            not_retried_because="the request itself is invalid; it would fail the same way",
         )
-        error._retryable = False
-        return error
     if isinstance(exc, httpx.TransportError):
         return APIConnectionError(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
@@ -260,8 +412,8 @@ def translate_transport_error(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
         )
     # Anything else comes from a custom transport or an in-process app: not ours to retry.
-    error = APIConnectionError(
-        f"the transport failed: {type(exc).__name__}: {detail}", request=request
+    return APIConnectionError(
+        f"the transport failed: {type(exc).__name__}: {detail}",
+        request=request,
+        not_retried_because="the error came from a custom transport, not the network",
     )
-    error._retryable = False
-    return error

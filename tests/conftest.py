@@ -1,8 +1,12 @@
-"""Shared fixtures: a scripted in-memory Codat, a fake clock, and the canary key."""
+"""Shared fixtures and helpers: a scripted in-memory Codat, the virtual clock
+(``ManualClock``, the public seam), company ids and the canary key."""
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +15,7 @@ import httpx
 import pytest
 
 from codat_commerce_async import AsyncSyncClient
+from codat_commerce_async.testing import ManualClock
 
 #: Used everywhere instead of a real key; the suite checks it never leaks.
 CANARY_KEY = "canary-key-7f3c9a1e5b2d"
@@ -76,33 +81,42 @@ class ScriptedCodat:
         return json.loads(self.requests[index].content)
 
 
-class FakeClock:
-    """A monotonic clock that only moves when the SDK sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+def virtual_clock() -> ManualClock:
+    """The suite's clock: virtual time from 1000 s, seeded jitter (the public seam)."""
+    return ManualClock(1000.0)
 
 
-def install_clock(client: AsyncSyncClient, clock: FakeClock | None = None) -> FakeClock:
-    clock = clock or FakeClock()
-    client._core.clock = clock
-    client._core.sleep = clock.sleep
-    client._core.random.seed(1234)
-    return clock
+def in_child(fn: Callable[[], int]) -> int:
+    """Run ``fn()`` in a forked child; return its exit code."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Every anyio test in this suite runs on asyncio and on trio."""
-    return str(request.param)
+def new_company() -> str:
+    """A fresh company id."""
+    return str(uuid.uuid4())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """anyio's plugin runs each anyio test on every installed backend (asyncio and
+    trio); a test or module marked ``asyncio_only`` is parametrised with asyncio alone
+    (these tests are about asyncio-specific behaviour or were never meant for trio)."""
+    marked = metafunc.definition.get_closest_marker("asyncio_only")
+    own = any(
+        "anyio_backend" in str(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize")
+    )
+    if marked and not own and "anyio_backend" in metafunc.fixturenames:
+        metafunc.parametrize("anyio_backend", ["asyncio"], scope="module")
 
 
 @pytest.fixture
@@ -111,11 +125,16 @@ def codat() -> ScriptedCodat:
 
 
 @pytest.fixture
-async def client(codat: ScriptedCodat) -> AsyncIterator[AsyncSyncClient]:
+def clock() -> ManualClock:
+    """The virtual clock of the ``client`` fixture (and of ``fake`` in tests/testing)."""
+    return virtual_clock()
+
+
+@pytest.fixture
+async def client(codat: ScriptedCodat, clock: ManualClock) -> AsyncIterator[AsyncSyncClient]:
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, base_url=BASE_URL, transport=httpx.MockTransport(codat)
+        api_key=CANARY_KEY, base_url=BASE_URL, transport=httpx.MockTransport(codat), clock=clock
     ) as c:
-        install_clock(c)
         yield c
 
 

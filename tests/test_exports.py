@@ -18,6 +18,7 @@ EXPECTED = {
     "BulkResult",
     "BulkRun",
     "CallEvent",
+    "Clock",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",
@@ -53,6 +54,7 @@ EXPECTED = {
     "SyncDateRange",
     "SyncState",
     "SyncStatus",
+    "SystemClock",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
@@ -60,6 +62,8 @@ EXPECTED = {
     "WebhookError",
     "WebhookVerificationError",
     "__version__",
+    "is_retryable",
+    "may_resend_with_new_key",
 }
 
 

@@ -11,11 +11,6 @@ import pytest
 from ._redis import ENV_URL, RedisProcess, in_ci
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # redis-py's client is asyncio only (trio is refused, tested apart)
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The Redis the tests share: $CODAT_TEST_REDIS_URL (what .ci/run and

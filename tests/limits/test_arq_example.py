@@ -18,7 +18,7 @@ from codat_commerce_async.testing import FakeCodat, FakeCodatServer
 
 from .._examples import load_example
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # redis-py: asyncio only
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arq_fleet.py"
 

@@ -21,6 +21,7 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import FakeCodat, RateLimits
 
 pytestmark = pytest.mark.anyio
+redis_only = pytest.mark.asyncio_only  # redis-py's client runs on asyncio only
 
 NOON = dt.datetime(2026, 4, 15, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -96,6 +97,7 @@ async def test_quota_reserve_is_validated():
         AsyncSyncClient(api_key="k", limits="redis://x")  # type: ignore[arg-type]
 
 
+@redis_only
 async def test_the_quota_is_shared_through_redis(redis_url, prefix):
     fake = FakeCodat(start_time=NOON, rate_limits=RateLimits(daily_quota=12))
     first = RedisLimits(redis_url, egress_key="nat", prefix=prefix, quota_reserve=2)
@@ -113,6 +115,7 @@ async def test_the_quota_is_shared_through_redis(redis_url, prefix):
     await second.aclose()
 
 
+@redis_only
 async def test_a_429_seen_by_one_client_holds_back_another(redis_url, prefix):
     fake = FakeCodat(rate_limits=RateLimits(requests_per_ip=1, ip_window=60, retry_after=30))
     ids = companies(2)
@@ -132,6 +135,7 @@ async def test_a_429_seen_by_one_client_holds_back_another(redis_url, prefix):
     await second.aclose()
 
 
+@redis_only
 async def test_one_sync_per_company_when_two_clients_trigger_with_the_same_keys(redis_url, prefix):
     fake = FakeCodat(sync_duration=0)
     ids = companies(20)

@@ -22,7 +22,7 @@ from codat_commerce_async import ConfigurationError, LimitsUnavailableError, Red
 
 from ._redis import free_port
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # redis-py: asyncio only
 
 COMPANY = "8a210b68-6988-11ed-a1eb-0242ac120002"
 

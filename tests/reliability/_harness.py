@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -169,20 +170,27 @@ def open_fds() -> int:
 
 
 class Api:
-    """The same calls through either client. ``client`` is always the async engine
-    (for the facade, the one running on its loop thread), for white-box checks."""
+    """The same calls through either client. ``client`` is the public client of the
+    mode (the facade itself in blocking mode); ``transport`` is the pool under it,
+    kept here for white-box checks."""
 
     def __init__(
         self,
         mode: str,
-        client: AsyncSyncClient,
+        client: AsyncSyncClient | SyncClient,
         facade: SyncClient | None,
         events: list[CallEvent],
+        transport: httpx.AsyncHTTPTransport | None,
     ) -> None:
         self.mode = mode
         self.client = client
         self.facade = facade
         self.events = events
+        self.transport = transport
+
+    @property
+    def base_url(self) -> httpx.URL:
+        return self.client.base_url
 
     async def call(self, name: str, *args: Any, raw: bool = False, **kwargs: Any) -> Any:
         if self.facade is None:
@@ -214,9 +222,12 @@ async def open_api(mode: str, *, record_events: bool = True, **options: Any) -> 
     options.setdefault("api_key", CANARY_KEY)
     options.setdefault("retry_policy", FAST)
     options["event_hooks"] = hooks
+    transport = None
+    if not {"transport", "http_client", "verify"} & options.keys():
+        transport = options["transport"] = sdk_transport(options.get("max_concurrency", 10))
     if mode == "async":
         client = AsyncSyncClient(**options)
-        api = Api(mode, client, None, events)
+        api = Api(mode, client, None, events, transport)
         try:
             yield api
         finally:
@@ -225,12 +236,20 @@ async def open_api(mode: str, *, record_events: bool = True, **options: Any) -> 
         return
     assert mode == "blocking", mode
     facade = await anyio.to_thread.run_sync(functools.partial(SyncClient, **options))
-    api = Api(mode, facade._async, facade, events)
+    api = Api(mode, facade, facade, events, transport)
     try:
         yield api
     finally:
-        CANARY.scan_text("repr(facade)", repr(facade) + str(facade) + repr(facade._async))
+        CANARY.scan_text("repr(facade)", repr(facade) + str(facade) + repr(facade.sync))
         await anyio.to_thread.run_sync(facade.close)
+
+
+def sdk_transport(max_connections: int = 10) -> httpx.AsyncHTTPTransport:
+    """A pool like the one the SDK builds (sized to its in-flight cap), held by the test."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
 
 
 async def raises(expected: type[BaseException] | tuple[type[BaseException], ...], aw: Any) -> Any:
@@ -265,9 +284,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float = PATIENCE) -> bool
     return predicate()
 
 
-def pool_state(client: AsyncSyncClient) -> tuple[int, int, int]:
-    """(connections, active connections, queued requests) of the client's httpcore pool."""
-    pool = client._core.http._transport._pool  # type: ignore[attr-defined]
+def pool_state(transport: httpx.AsyncHTTPTransport | None) -> tuple[int, int, int]:
+    """(connections, active connections, queued requests) of the transport's httpcore pool."""
+    assert transport is not None, "pass the transport from sdk_transport() / open_api()"
+    # httpx has no public way to inspect its pool; httpcore's pool has one (but for
+    # the queue, which it keeps private).
+    pool = transport._pool
     connections = list(pool.connections)
     active = [c for c in connections if not (c.is_idle() or c.is_closed())]
     return len(connections), len(active), len(pool._requests)

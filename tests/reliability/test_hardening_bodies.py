@@ -11,8 +11,8 @@ import pytest
 
 from codat_commerce_async import APIConnectionError
 
+from .._sockets import SUMMARY_BYTES, MisbehavingServer, answer
 from ._harness import open_api, raises
-from ._sockets import SUMMARY_BYTES, MisbehavingServer, answer
 
 pytestmark = pytest.mark.anyio
 

@@ -19,8 +19,8 @@ import pytest
 
 from codat_commerce_async import RateLimitError
 
+from .._sockets import SUMMARY_BYTES, MisbehavingServer, answer, drip
 from ._harness import open_api, raises
-from ._sockets import SUMMARY_BYTES, MisbehavingServer, answer, drip
 
 pytestmark = pytest.mark.anyio
 

@@ -23,9 +23,9 @@ from codat_commerce_async import (
     SyncClient,
 )
 
+from .._sockets import MisbehavingServer, answer, hang
 from ..conftest import CANARY_KEY
 from ._harness import FAST, wait_until
-from ._sockets import MisbehavingServer, answer, hang
 
 #: Generous: a healthy child exits in well under a second; this only catches a hang.
 _EXIT_LIMIT = 30.0

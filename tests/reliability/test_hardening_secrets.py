@@ -16,9 +16,9 @@ from codat_commerce_async import (
     UnexpectedRedirectError,
 )
 
+from .._sockets import MisbehavingServer, answer
 from ..conftest import CANARY_KEY
 from ._harness import open_api, raises
-from ._sockets import MisbehavingServer, answer
 
 pytestmark = pytest.mark.anyio
 

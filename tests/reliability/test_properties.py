@@ -35,9 +35,9 @@ from codat_commerce_async import (
 from codat_commerce_async._exceptions import make_status_error, parse_retry_after
 from codat_commerce_async._retry import compute_wait, should_stop
 
+from .._sockets import MisbehavingServer, answer
 from ..conftest import CANARY_KEY, SUMMARY
 from ._harness import CANARY, FAST, FULL_SCALE, MODES
-from ._sockets import MisbehavingServer, answer
 
 #: Socket round trips: 100 examples a run, 200 at full scale (``RELIABILITY_REPORT``).
 PROPERTY = settings(
