@@ -37,7 +37,9 @@ from ._exceptions import (
     CodatError,
     ConfigurationError,
     ConflictError,
+    DailyQuotaExhaustedError,
     InternalServerError,
+    LimitsUnavailableError,
     NotFoundError,
     PaymentRequiredError,
     PermissionDeniedError,
@@ -63,6 +65,7 @@ from ._models import (
     SyncStatus,
     SyncSummary,
 )
+from ._redis_limits import RedisLimits
 from ._response import APIResponse
 from ._retry import RetryBudget, is_retryable, may_resend_with_new_key
 from ._types import NOT_GIVEN, NotGiven
@@ -98,16 +101,19 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Connection",
+    "DailyQuotaExhaustedError",
     "DataConnectionError",
     "ErrorMessage",
     "ErrorValidation",
     "ErrorValidationItem",
     "InternalServerError",
+    "LimitsUnavailableError",
     "NotFoundError",
     "NotGiven",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedisLimits",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryBudget",

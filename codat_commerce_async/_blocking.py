@@ -41,6 +41,8 @@ from ._config import (
 )
 from ._events import EventHook
 from ._limits import ClientLimits
+from ._quota import DEFAULT_QUOTA_RESERVE
+from ._redis_limits import RedisLimits
 from ._resources.sync import SyncResource
 from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
@@ -201,6 +203,8 @@ class SyncClient:
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
         clock: Clock | None = None,
+        limits: RedisLimits | None = None,
+        quota_reserve: int = DEFAULT_QUOTA_RESERVE,
     ) -> None:
         # Validated by the AsyncSyncClient built on the loop thread; its error is
         # raised here, and the thread is stopped again.
@@ -223,6 +227,8 @@ class SyncClient:
             "requests_per_minute": requests_per_minute,
             "retry_budget": retry_budget,
             "clock": clock,
+            "limits": limits,
+            "quota_reserve": quota_reserve,
         }
         self._lock = threading.Lock()
         self._closed = False

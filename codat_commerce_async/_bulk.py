@@ -42,7 +42,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from . import _protocol
 from ._config import positive_int
-from ._exceptions import CodatError, SyncWaitTimeoutError
+from ._exceptions import CodatError, DailyQuotaExhaustedError, SyncWaitTimeoutError
 from ._limits import BulkLimits
 from ._models import CompanySyncStatus, SyncSummary
 from ._ratelimit import DEFAULT_BULK_REQUESTS_PER_MINUTE, validate_rate
@@ -331,6 +331,26 @@ def _new_run(
     )
 
 
+async def quota_refusal(
+    limits: BulkLimits, company: str, key: str
+) -> DailyQuotaExhaustedError | None:
+    """None if Codat's daily quota lets a run start another trigger; else the error that
+    becomes the company's result (nothing is sent for it)."""
+    decision = await limits.quota_decision()
+    if decision.action == "go":
+        return None
+    seen = decision.snapshot
+    assert seen is not None
+    return DailyQuotaExhaustedError(
+        company_id=company,
+        remaining=seen.remaining,
+        limit=seen.limit,
+        reset_at=seen.reset_at,
+        reserve=limits.quota_reserve,
+        idempotency_key=key,
+    )
+
+
 def trigger_run(
     company_ids: Iterable[CompanyId] | AsyncIterable[CompanyId],
     send: Trigger,
@@ -366,6 +386,8 @@ def trigger_run(
                 key = key_for(idempotency_keys, company)
             except ValueError as exc:
                 return BulkResult(company_id=company, error=exc)
+            if (refused := await quota_refusal(limits, company, key)) is not None:
+                return BulkResult(company, error=refused, idempotency_key=key)
             try:
                 async with limits.one_trigger(company):
                     if slots is None:

@@ -36,9 +36,12 @@ from ._config import (
 from ._core import Core
 from ._events import EventHook, validate_hooks
 from ._exceptions import ConfigurationError
+from ._fleet_limits import FleetLimits
 from ._limits import ClientLimits, InProcessLimits
 from ._logging import setup_from_env
+from ._quota import DEFAULT_QUOTA_RESERVE, validate_reserve
 from ._ratelimit import validate_rate
+from ._redis_limits import RedisLimits, refuse_non_asyncio
 from ._resources.sync import AsyncSyncResource
 from ._retry import RetryBudget
 from ._send import HttpPool
@@ -85,6 +88,11 @@ class AsyncSyncClient:
             default None: no limit). Codat allows 1,000 requests a minute per IP.
         clock: where the client reads the time, sleeps and draws jitter (a
             :class:`Clock`); tests pass :class:`~codat_commerce_async.testing.ManualClock`.
+        limits: a :class:`RedisLimits` shared by every process of a fleet (the request
+            rate per IP, the 429 gate, per-company leases, the daily quota); default
+            None: this client's own limits. asyncio only.
+        quota_reserve: daily-quota requests bulk runs leave for interactive calls
+            (default 100; with ``limits=`` the :class:`RedisLimits` setting applies).
     """
 
     sync: AsyncSyncResource
@@ -114,8 +122,15 @@ class AsyncSyncClient:
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
         clock: Clock | None = None,
+        limits: RedisLimits | None = None,
+        quota_reserve: int = DEFAULT_QUOTA_RESERVE,
     ) -> None:
         auth = resolve_auth_header(api_key, auth_header)
+        quota_reserve = validate_reserve(quota_reserve)
+        if limits is not None:
+            if not isinstance(limits, RedisLimits):
+                raise ConfigurationError("limits must be a RedisLimits or None")
+            refuse_non_asyncio(f"limits={limits!r}")
         rate = validate_rate("requests_per_minute", requests_per_minute)
         hooks = validate_hooks(event_hooks)
         url = resolve_base_url(base_url)
@@ -171,7 +186,14 @@ class AsyncSyncClient:
             secrets=secret_forms(auth),
             max_response_size=size_cap,
             limits=InProcessLimits(
-                clock=clock, max_concurrency=concurrency, requests_per_minute=rate
+                clock=clock,
+                max_concurrency=concurrency,
+                requests_per_minute=rate,
+                quota_reserve=quota_reserve,
+            )
+            if limits is None
+            else FleetLimits(
+                limits, clock=clock, max_concurrency=concurrency, requests_per_minute=rate
             ),
             clock=clock,
             hooks=hooks,
@@ -310,3 +332,4 @@ def _check_budget(budget: RetryBudget | NotGiven | None) -> RetryBudget | None:
     if budget is not None and not isinstance(budget, RetryBudget):
         raise ConfigurationError("retry_budget must be a RetryBudget or None")
     return budget
+

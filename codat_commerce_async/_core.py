@@ -133,6 +133,7 @@ class Core:
         """Cancel the calls in flight, then close the pool (on the loop that owns both)."""
         for scope in list(self.calls):
             scope.cancel()
+        await self.limits.aclose()
         await self.pool.aclose()
 
     def __del__(self) -> None:

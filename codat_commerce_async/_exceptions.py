@@ -4,6 +4,8 @@
 CodatError
 ├── ConfigurationError            bad client settings (also a ValueError)
 ├── SyncWaitTimeoutError          a sync still running when ``wait_for_sync`` gave up
+├── DailyQuotaExhaustedError      a bulk run stopped starting triggers: the daily quota is low
+├── LimitsUnavailableError        the shared limits store (Redis) cannot be reached at start
 ├── WebhookError                  a webhook body that is not a Codat event
 │   └── WebhookVerificationError  bad signature, timestamp, headers or secret
 └── APIError                      something went wrong talking to Codat
@@ -58,7 +60,9 @@ __all__ = [
     "CodatError",
     "ConfigurationError",
     "ConflictError",
+    "DailyQuotaExhaustedError",
     "InternalServerError",
+    "LimitsUnavailableError",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -141,6 +145,58 @@ class SyncWaitTimeoutError(CodatError, TimeoutError):
         self.sync_id = sync_id
         self.last_status = last_status
         self.timeout = timeout
+
+
+class DailyQuotaExhaustedError(CodatError):
+    """Codat's daily quota is (nearly) spent, so a bulk run did not trigger this company.
+
+    Nothing was sent for it: trigger it again after ``reset_at`` with the same
+    ``idempotency_key``. The run keeps ``reserve`` requests for interactive calls.
+
+    Attributes:
+        company_id: the company that was not triggered.
+        remaining: ``X-Rate-Limit-Remaining`` as last seen.
+        limit: ``X-Rate-Limit-Limit`` as last seen (None if absent).
+        reset_at: when Codat resets the quota (UTC), from ``X-Rate-Limit-Reset``.
+        reserve: the requests kept back for interactive calls.
+        idempotency_key: the key the trigger would have sent.
+        attempts: always 0 (nothing was sent).
+    """
+
+    status_code: None = None
+    correlation_id: None = None
+    attempts: int = 0
+
+    def __init__(
+        self,
+        *,
+        company_id: str,
+        remaining: int,
+        limit: int | None,
+        reset_at: _dt.datetime | None,
+        reserve: int,
+        idempotency_key: str | None = None,
+    ) -> None:
+        when = reset_at.strftime("%Y-%m-%d %H:%M:%S UTC") if reset_at else "an unknown time"
+        super().__init__(
+            f"not triggered: Codat's daily quota has {remaining} requests left (the run keeps "
+            f"{reserve} for interactive calls) and resets at {when}"
+        )
+        self.company_id = company_id
+        self.remaining = remaining
+        self.limit = limit
+        self.reset_at = reset_at
+        self.reserve = reserve
+        self.idempotency_key = idempotency_key
+
+
+class LimitsUnavailableError(CodatError):
+    """The shared limits store (Redis) could not be reached when the client started.
+
+    Raised before any request is sent, so a misconfigured fleet fails fast instead of
+    every process assuming it owns the whole rate. (Once it has been reached, a later
+    outage falls back to in-process limits with a warning.)
+    """
 
 
 class APIError(CodatError):

@@ -21,6 +21,7 @@ import anyio
 
 from ._clock import Clock
 from ._pause import PauseGate
+from ._quota import DEFAULT_QUOTA_RESERVE, DailyQuota, QuotaDecision
 from ._ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -78,6 +79,15 @@ class BulkLimits(Protocol):
         """Return at once unless bulk runs are paused; else when the pause ends."""
         ...
 
+    @property
+    def quota_reserve(self) -> int:
+        """Daily-quota requests bulk runs leave for interactive calls."""
+        ...
+
+    async def quota_decision(self) -> QuotaDecision:
+        """May a bulk run start another trigger, given Codat's daily quota?"""
+        ...
+
 
 class ClientLimits(Limits, BulkLimits, Protocol):
     """Everything a client needs from its limits: what attempts and bulk runs use,
@@ -96,6 +106,10 @@ class ClientLimits(Limits, BulkLimits, Protocol):
         """True while bulk runs are held."""
         ...
 
+    async def aclose(self) -> None:
+        """Release what the limits hold outside this process (the client is closing)."""
+        ...
+
 
 class InProcessLimits:
     """The default :class:`ClientLimits`: the limits of one client in one process.
@@ -107,11 +121,13 @@ class InProcessLimits:
         clock: Clock,
         max_concurrency: int,
         requests_per_minute: float | None,
+        quota_reserve: int = DEFAULT_QUOTA_RESERVE,
     ) -> None:
         self.max_concurrency = max_concurrency
         self._clock = clock
         self._rpm = requests_per_minute
         self._pause = PauseGate()  # kept across a fork: the day's quota is still spent
+        self.quota = DailyQuota(quota_reserve)  # kept across a fork too
         self.after_fork()
 
     def after_fork(self) -> None:
@@ -161,6 +177,7 @@ class InProcessLimits:
     ) -> None:
         if retry_after and retry_after <= call.settings.retry_policy.max_retry_after:
             self._gate_until = max(self._gate_until, self._clock.now() + retry_after)
+        self.quota.observe(headers)
 
     async def _wait_at_gate(self, call: Call[Any]) -> None:
         """Sleep while the 429 gate is closed (never past the deadline)."""
@@ -214,6 +231,13 @@ class InProcessLimits:
     async def wait_unpaused(self) -> None:
         await self._pause.wait(self._clock.now)
 
+    @property
+    def quota_reserve(self) -> int:
+        return self.quota.reserve
+
+    async def quota_decision(self) -> QuotaDecision:
+        return self.quota.decide()
+
     # -- the bulk pause (Codat's daily quota webhooks) --------------------------
 
     def pause_bulk_runs(self, seconds: float | None) -> None:
@@ -225,6 +249,9 @@ class InProcessLimits:
     @property
     def bulk_runs_paused(self) -> bool:
         return self._pause.paused(self._clock.now())
+
+    async def aclose(self) -> None:
+        return None  # nothing outside this process
 
     # -- what tests and status pages may read ---------------------------------
 

@@ -31,6 +31,7 @@ from ._wire import (
     format_timestamp,
     header_values,
     html_response,
+    http_date,
     json_response,
     parse_timestamp,
 )
@@ -121,6 +122,7 @@ class _Exchange:
     idempotency_keys: list[str]
     faults: list[Fault] = field(default_factory=list)
     replayed: bool = False
+    client_ip: str | None = None
 
     @property
     def operation(self) -> str | None:
@@ -212,7 +214,7 @@ class FakeCodat:
         canonical = [_require_uuid(c) for c in companies] if companies is not None else None
         self._state = FakeState(canonical, sync_duration)
         self._ledger = IdempotencyLedger(clock, idempotency_ttl)
-        self._limiter = RateLimiter(rate_limits or RateLimits(), clock)
+        self._limiter = RateLimiter(rate_limits or RateLimits(), clock, self._to_wall)
 
     # configuration ---------------------------------------------------------------------
 
@@ -403,7 +405,9 @@ class FakeCodat:
         try:
             response = await self._handle(exchange)
             if response is not None:
-                response = response.with_headers(self._limiter.headers(self._to_wall))
+                # Date: the fake's clock, which X-Rate-Limit-Reset is read against.
+                stamp = (("date", http_date(self._to_wall(self._clock()))),)
+                response = response.with_headers(self._limiter.headers(self._to_wall) + stamp)
         finally:
             self._record(exchange, response)
         if response is None:
@@ -426,6 +430,7 @@ class FakeCodat:
             route=route,
             company_id=canonical_uuid(route.raw_company) if route else None,
             idempotency_keys=header_values(headers, b"idempotency-key"),
+            client_ip=_client_ip(scope),
         )
 
     def _record(self, ex: _Exchange, response: Response | None) -> None:
@@ -466,7 +471,7 @@ class FakeCodat:
             return rejected
         if not self._authorized(ex):
             return error_response(401, "Unauthorized")
-        rejection = self._limiter.acquire(ex.company_id)
+        rejection = self._limiter.acquire(ex.company_id, ex.client_ip)
         if rejection is not None:
             return error_response(
                 429,
@@ -765,6 +770,12 @@ class FakeCodat:
 
 
 # helpers ---------------------------------------------------------------------------------
+
+
+def _client_ip(scope: Scope) -> str | None:
+    """The peer address: what Codat's per-IP limit counts."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _require_uuid(company_id: str) -> str:

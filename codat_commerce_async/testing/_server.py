@@ -101,6 +101,7 @@ def _config(
         log_level=log_level,
         access_log=not quiet,
         server_header=False,
+        date_header=False,  # the app sends its own Date, on the fake's clock
         timeout_graceful_shutdown=1,
         **options,
     )

@@ -1,0 +1,596 @@
+"""Codat's limits shared by every process pointed at one Redis (the ``redis`` extra).
+
+Keys (``prefix`` names one Codat account, ``egress_key`` one public IP address)::
+
+    {prefix}:rate:{egress_key}         GCRA "theoretical arrival time", microseconds
+    {prefix}:gate:{egress_key}         429 gate: closed until this time, microseconds
+    {prefix}:quota                     hash: remaining, limit, reset (ms) of the daily quota
+    {prefix}:trigger:{company}         one trigger in flight: a lease (token, TTL)
+    {prefix}:requests:{company}        requests in flight: sorted set token -> expiry (ms)
+
+Every decision runs in one Lua script timed by Redis's ``TIME``: workers send durations,
+never instants, so their clocks may disagree freely. Leases carry a TTL and are
+refreshed while held, so a worker killed with SIGKILL frees them within ``lease_ttl``.
+
+Failure modes (docs/scaling.md): Redis unreachable at the first use raises
+:class:`LimitsUnavailableError` before anything is sent; unreachable later, the limits
+fall back to in-process ones (at ``fallback_requests_per_minute``) with a warning, and
+Redis is probed again every ``probe_interval`` seconds. A restarted Redis has lost its
+state; the scripts start again from nothing (an empty rate key admits one request at
+once, leases held before are gone, and the idempotency keys keep triggers safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import functools
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import sniffio
+
+from ._exceptions import ConfigurationError, LimitsUnavailableError
+from ._local_limits import LocalLimits
+from ._quota import (
+    DEFAULT_QUOTA_RESERVE,
+    SAME_PERIOD,
+    QuotaDecision,
+    QuotaSnapshot,
+    decide,
+    snapshot_from_headers,
+    validate_reserve,
+)
+from ._ratelimit import validate_rate
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisLimits"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("codat_commerce_async.limits")
+
+_UTC = _dt.timezone.utc
+_NAME = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
+
+# Admit one request: wait at a closed gate, else reserve the next GCRA slot.
+# Returns {status, wait_us}: 1 = reserved (sleep wait_us, then send), 0 = gate closed
+# (sleep wait_us, then ask again), -1 = the wait would exceed max_wait (nothing taken).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local gate = tonumber(redis.call('GET', KEYS[2]) or '0')
+local max_wait = tonumber(ARGV[3])
+if gate > now then
+  if max_wait >= 0 and gate - now > max_wait then return {-1, gate - now} end
+  return {0, gate - now}
+end
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - tonumber(ARGV[2]) - now
+if wait < 0 then wait = 0 end
+if max_wait >= 0 and wait > max_wait then return {-1, wait} end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+return {1, wait}
+"""
+
+# Close the gate for ARGV[1] microseconds from now (never shortens it).
+_CLOSE_GATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local untl = now + tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') < untl then
+  local ttl = math.floor(tonumber(ARGV[1]) / 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%.0f', untl), 'PX', ttl)
+end
+return 1
+"""
+
+# Microseconds the gate stays closed (0: open).
+_GATE_LEFT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local gate = tonumber(redis.call('GET', KEYS[1]) or '0')
+if gate > now then return gate - now end
+return 0
+"""
+
+# Take one of ARGV[2] request slots of a company for ARGV[3] ms (expired ones are dropped).
+_TAKE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+# Extend a held slot (sorted-set member) or lease (string key) by ARGV[2] ms, if still ours.
+_REFRESH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+if ARGV[3] == 'slot' then
+  if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    return 1
+  end
+  return 0
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return 1
+end
+return 0
+"""
+
+# Delete a lease only if it is still ours (it may have expired and been taken since).
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Merge one response's quota as _quota.merge does: ARGV = remaining, limit (-1: none),
+# ms until the reset (-1: none; made absolute on this server's clock), same-period ms,
+# the reset as Codat stated it (epoch ms, -1: none; kept for messages only).
+_OBSERVE_QUOTA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cur = redis.call('HMGET', KEYS[1], 'remaining', 'reset')
+local remaining = tonumber(ARGV[1])
+local reset = -1000000000000000
+if tonumber(ARGV[3]) >= 0 then reset = now + tonumber(ARGV[3]) end
+local replace = cur[1] == false
+if not replace then
+  local cur_reset = tonumber(cur[2])
+  if math.abs(reset - cur_reset) > tonumber(ARGV[4]) then
+    replace = reset > cur_reset
+  else
+    replace = remaining < tonumber(cur[1])
+  end
+end
+if replace then
+  redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'limit', ARGV[2],
+    'reset', string.format('%.0f', reset), 'stated', ARGV[5])
+  local ttl = 86400000
+  if reset > now then ttl = reset - now + 3600000 end
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+
+# The shared quota and the server's time: {remaining or -1, limit, reset ms, now ms,
+# stated reset ms}.
+_READ_QUOTA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cur = redis.call('HMGET', KEYS[1], 'remaining', 'limit', 'reset', 'stated')
+if cur[1] == false then return {-1, -1, -1, now, -1} end
+return {tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3]), now, tonumber(cur[4])}
+"""
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _from_ms(ms: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ms / 1000, _UTC)
+
+
+def refuse_non_asyncio(what: str = "RedisLimits") -> None:
+    """Raise :class:`ConfigurationError` when running on an event loop other than asyncio."""
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return
+    if library != "asyncio":
+        raise ConfigurationError(
+            f"{what} needs asyncio (redis-py's asyncio client), not {library}; "
+            "under trio use the in-process limits"
+        )
+
+
+async def _until(attempt: Callable[[], Awaitable[object]]) -> bool:
+    """Retry ``attempt`` until it returns something true, backing off to 0.25 s."""
+    delay = 0.01
+    while not await attempt():
+        await anyio.sleep(delay)
+        delay = min(delay * 2, 0.25)
+    return True
+
+
+async def _no() -> bool:
+    return False
+
+
+def _name(what: str, value: str) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ConfigurationError(
+            f"{what} must be 1-200 characters of letters, digits and . _ : - (got {value!r})"
+        )
+    return value
+
+
+class RedisLimits:
+    """Codat's limits shared through Redis by every process (and machine) that uses it.
+
+    Give every client of one fleet the same ``url`` and ``prefix`` (one per Codat
+    account) and, per public IP address, the same ``egress_key``::
+
+        limits = RedisLimits("redis://cache:6379/0", egress_key="nat-eu-1")
+        async with AsyncSyncClient(api_key=..., limits=limits) as client: ...
+
+    Args:
+        url: a ``redis://`` URL (or pass ``redis=``, a ``redis.asyncio.Redis`` you own).
+        egress_key: names the IP address Codat sees; processes behind one NAT share it.
+        requests_per_minute: the shared rate for that IP (Codat allows 1,000; default 900).
+        burst: requests that may go back to back after a quiet spell (default 1).
+        per_company_concurrency: requests in flight per company (Codat allows 10).
+        lease_ttl: seconds a dead worker's leases outlive it (refreshed while held).
+        quota_reserve: daily-quota requests bulk runs leave for interactive calls.
+        prefix: the key prefix; one per Codat account.
+        fallback_requests_per_minute: the in-process rate while Redis is unreachable
+            (default: a quarter of ``requests_per_minute``; set it to your share).
+        probe_interval: seconds between attempts to get back to Redis.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        egress_key: str,
+        redis: Redis | None = None,
+        requests_per_minute: float = 900.0,
+        burst: int = 1,
+        per_company_concurrency: int = 10,
+        lease_ttl: float = 30.0,
+        quota_reserve: int = DEFAULT_QUOTA_RESERVE,
+        prefix: str = "codat",
+        fallback_requests_per_minute: float | None = None,
+        probe_interval: float = 5.0,
+    ) -> None:
+        refuse_non_asyncio()
+        try:
+            from redis.asyncio import Redis as _Redis
+        except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
+            raise ConfigurationError(
+                "RedisLimits needs redis-py: pip install 'codat-commerce-async[redis]'"
+            ) from exc
+        if (url is None) == (redis is None):
+            raise ConfigurationError("pass exactly one of url= or redis=")
+        rate = validate_rate("requests_per_minute", requests_per_minute)
+        assert rate is not None
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ConfigurationError("burst must be an integer >= 1")
+        if (
+            isinstance(per_company_concurrency, bool)
+            or not isinstance(per_company_concurrency, int)
+            or per_company_concurrency < 1
+        ):
+            raise ConfigurationError("per_company_concurrency must be an integer >= 1")
+        for what, seconds in (("lease_ttl", lease_ttl), ("probe_interval", probe_interval)):
+            if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+                raise ConfigurationError(f"{what} must be a positive number of seconds")
+        fallback = validate_rate("fallback_requests_per_minute", fallback_requests_per_minute)
+        self.egress_key = _name("egress_key", egress_key)
+        self.prefix = _name("prefix", prefix)
+        self.requests_per_minute = rate
+        self.burst = burst
+        self.per_company_concurrency = per_company_concurrency
+        self.lease_ttl = float(lease_ttl)
+        self.quota_reserve = validate_reserve(quota_reserve)
+        self.fallback_requests_per_minute = fallback if fallback is not None else rate / 4
+        self.probe_interval = float(probe_interval)
+        if redis is None:
+            assert url is not None
+            try:
+                # Short socket timeouts: a hung Redis must not hang Codat calls behind it.
+                redis = _Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            except (ValueError, TypeError, AttributeError):
+                # Not echoed: a Redis URL may carry a password.
+                raise ConfigurationError(
+                    "url must be a redis://, rediss:// or unix:// URL (value not shown)"
+                ) from None
+            self._owns_redis = True
+        elif not isinstance(redis, _Redis):
+            raise ConfigurationError("redis= must be a redis.asyncio.Redis client")
+        else:
+            self._owns_redis = False
+        self.redis = redis
+        self._interval_us = 60_000_000.0 / rate
+        self._tolerance_us = self._interval_us * (burst - 1)
+        self._rate_key = f"{prefix}:rate:{egress_key}"
+        self._gate_key = f"{prefix}:gate:{egress_key}"
+        self._quota_key = f"{prefix}:quota"
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._close_gate = redis.register_script(_CLOSE_GATE)
+        self._gate_left = redis.register_script(_GATE_LEFT)
+        self._take_slot = redis.register_script(_TAKE_SLOT)
+        self._refresh = redis.register_script(_REFRESH)
+        self._release_lease = redis.register_script(_RELEASE_LEASE)
+        self._observe = redis.register_script(_OBSERVE_QUOTA)
+        self._read_quota = redis.register_script(_READ_QUOTA)
+        self._local = LocalLimits(
+            self.fallback_requests_per_minute,
+            per_company_concurrency=per_company_concurrency,
+            quota_reserve=self.quota_reserve,
+        )
+        self._reached = False  # Redis answered at least once
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._held: dict[str, tuple[str, str]] = {}  # token -> (key, "slot" | "lease")
+        self._heartbeat: Any = None  # asyncio.Task refreshing the held leases
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisLimits(egress_key={self.egress_key!r}, prefix={self.prefix!r}, "
+            f"requests_per_minute={self.requests_per_minute:g})"
+        )
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is unreachable and the in-process fallback is in use."""
+        return self._down_since is not None
+
+    # -- Redis access, with the fallback ------------------------------------------------
+
+    async def _shared(
+        self, shared: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run ``shared`` on Redis, or ``local`` while Redis is down (see the module doc)."""
+        refuse_non_asyncio()
+        if self._down_since is not None and time.monotonic() < self._retry_at:
+            return await local()
+        try:
+            result = await shared()
+        except _redis_errors() as exc:
+            if not self._reached:
+                raise LimitsUnavailableError(
+                    f"cannot reach Redis for the shared Codat limits ({type(exc).__name__}: "
+                    f"{exc}); nothing was sent"
+                ) from None
+            if self._down_since is None:
+                logger.warning(
+                    "Redis unreachable (%s: %s): using in-process limits at %g requests a "
+                    "minute until it is back",
+                    type(exc).__name__,
+                    exc,
+                    self.fallback_requests_per_minute,
+                )
+                self._down_since = time.monotonic()
+            self._retry_at = time.monotonic() + self.probe_interval
+            return await local()
+        self._reached = True
+        if self._down_since is not None:
+            logger.warning(
+                "Redis reachable again after %.1f s: shared limits restored",
+                time.monotonic() - self._down_since,
+            )
+            self._down_since = None
+        return result
+
+    async def ping(self) -> None:
+        """Check Redis now (raises :class:`LimitsUnavailableError` if never reached)."""
+
+        async def ping() -> None:
+            await self.redis.ping()
+
+        async def nothing() -> None:
+            return None
+
+        await self._shared(ping, nothing)
+
+    # -- the operations the client uses ---------------------------------------------------
+
+    async def acquire(self, max_wait: float | None = None) -> bool:
+        """Wait at the shared 429 gate, then for the next slot of the shared rate.
+
+        Returns False at once, taking nothing, if that would take over ``max_wait`` s.
+        """
+        budget_us = -1 if max_wait is None else max(0, int(max_wait * 1_000_000))
+        while True:
+            status, wait_us = await self._shared(
+                functools.partial(self._acquire_shared, budget_us),
+                functools.partial(self._acquire_local, budget_us),
+            )
+            if status < 0:
+                return False
+            if wait_us > 0:
+                await anyio.sleep(wait_us / 1_000_000)
+            if status == 1:
+                return True
+            if budget_us >= 0:  # waited at the gate: that counts against max_wait
+                budget_us = max(0, budget_us - wait_us)
+
+    async def _acquire_shared(self, budget_us: int) -> tuple[int, int]:
+        status, wait_us = await self._acquire(
+            keys=[self._rate_key, self._gate_key],
+            args=[f"{self._interval_us:.3f}", f"{self._tolerance_us:.3f}", budget_us],
+        )
+        return int(status), int(wait_us)
+
+    async def _acquire_local(self, budget_us: int) -> tuple[int, int]:
+        left = None if budget_us < 0 else budget_us / 1_000_000
+        return (1 if await self._local.acquire(left) else -1), 0
+
+    async def close_gate(self, seconds: float) -> None:
+        """A 429 said ``Retry-After: seconds``: pause every process sharing this IP."""
+        micros = max(0, int(seconds * 1_000_000))
+
+        async def shared() -> None:
+            await self._close_gate(keys=[self._gate_key], args=[micros])
+
+        async def local() -> None:
+            await self._local.close_gate(seconds)
+
+        await self._shared(shared, local)
+
+    async def gate_left(self) -> float:
+        """Seconds the shared 429 gate stays closed (0 when open)."""
+
+        async def shared() -> float:
+            return int(await self._gate_left(keys=[self._gate_key])) / 1_000_000
+
+        async def local() -> float:
+            return 0.0
+
+        return await self._shared(shared, local)
+
+    @contextlib.asynccontextmanager
+    async def company_slot(self, company_id: str) -> AsyncIterator[None]:
+        """Hold one of ``per_company_concurrency`` request slots of a company."""
+        release = await self.take_company_slot(company_id)
+        try:
+            yield
+        finally:
+            await release()
+
+    async def take_company_slot(self, company_id: str) -> Callable[[], Awaitable[None]]:
+        """Take a request slot of a company; returns the coroutine function that gives
+        it back (for callers that release in a plain ``finally``)."""
+        key = f"{self.prefix}:requests:{company_id}"
+        token = uuid.uuid4().hex
+        ttl_ms = int(self.lease_ttl * 1000)
+
+        def take() -> Awaitable[object]:
+            return self._take_slot(keys=[key], args=[token, self.per_company_concurrency, ttl_ms])
+
+        if await self._shared(functools.partial(_until, take), _no):
+            self._hold(token, key, "slot")
+            return functools.partial(self._let_go, token, key, "slot")
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(self._local.company_slot(company_id))
+        return stack.aclose
+
+    @contextlib.asynccontextmanager
+    async def trigger_lease(self, company_id: str) -> AsyncIterator[None]:
+        """Be the only process triggering this company until the block ends."""
+        key = f"{self.prefix}:trigger:{company_id}"
+        token = uuid.uuid4().hex
+        ttl_ms = int(self.lease_ttl * 1000)
+
+        def take() -> Awaitable[object]:
+            return self.redis.set(key, token, nx=True, px=ttl_ms)
+
+        if await self._shared(functools.partial(_until, take), _no):
+            self._hold(token, key, "lease")
+            try:
+                yield
+            finally:
+                await self._let_go(token, key, "lease")
+        else:
+            async with self._local.trigger_lease(company_id):
+                yield
+
+    async def observe(self, headers: Mapping[str, str]) -> None:
+        """Learn the daily quota from one response's ``X-Rate-Limit-*`` headers."""
+        now = _dt.datetime.now(_UTC)
+        seen = snapshot_from_headers(headers, now)
+        if seen is None:
+            return
+        # A duration, not an instant: Redis adds it to its own clock.
+        due = seen.resets
+        reset_in = -1.0 if due is None else max(0.0, (due - now).total_seconds())
+        reset_ms = -1 if reset_in < 0 else int(reset_in * 1000)
+        limit = -1 if seen.limit is None else seen.limit
+        period_ms = int(SAME_PERIOD * 1000)
+        stated = -1 if seen.reset_at is None else int(seen.reset_at.timestamp() * 1000)
+
+        async def shared() -> None:
+            await self._observe(
+                keys=[self._quota_key], args=[seen.remaining, limit, reset_ms, period_ms, stated]
+            )
+
+        async def local() -> None:
+            await self._local.observe(headers)
+
+        await self._shared(shared, local)
+
+    async def quota_decision(self) -> QuotaDecision:
+        """May a bulk run start another trigger? Decided on the shared quota and the
+        Redis server's clock."""
+
+        async def shared() -> QuotaDecision:
+            remaining, limit, reset_ms, now_ms, stated_ms = (
+                int(v) for v in await self._read_quota(keys=[self._quota_key])
+            )
+            now = _from_ms(now_ms)
+            if remaining < 0:
+                return decide(None, now, reserve=self.quota_reserve)
+            snapshot = QuotaSnapshot(
+                remaining,
+                None if limit < 0 else limit,
+                reset_at=None if stated_ms < 0 else _from_ms(stated_ms),
+                due=None if reset_ms < 0 else _from_ms(reset_ms),
+            )
+            return decide(snapshot, now, reserve=self.quota_reserve)
+
+        return await self._shared(shared, self._local.quota_decision)
+
+    async def disconnect(self) -> None:
+        """Drop the idle pooled Redis connections (they reconnect on next use, on whichever
+        event loop uses them). A client calls this when it closes; connections another
+        client sharing these limits is using are left alone."""
+        with contextlib.suppress(*_redis_errors()):
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
+
+    async def aclose(self) -> None:
+        """Stop refreshing leases and close the Redis connection (if this object made it)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(BaseException):
+                await self._heartbeat
+            self._heartbeat = None
+        if self._owns_redis:
+            await self.redis.aclose()
+
+    # -- leases -----------------------------------------------------------------------
+
+    def _hold(self, token: str, key: str, kind: str) -> None:
+        self._held[token] = (key, kind)
+        if self._heartbeat is None or self._heartbeat.done():
+            import asyncio
+
+            self._heartbeat = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _let_go(self, token: str, key: str, kind: str) -> None:
+        self._held.pop(token, None)
+        if self._down_since is not None and time.monotonic() < self._retry_at:
+            return  # Redis is down: the lease expires by itself, do not wait on it here
+        with anyio.CancelScope(shield=True), contextlib.suppress(*_redis_errors()):
+            if kind == "slot":
+                await self.redis.zrem(key, token)
+            else:
+                await self._release_lease(keys=[key], args=[token])
+
+    async def refresh_leases(self) -> int:
+        """Extend every lease and slot this object holds to a full ``lease_ttl``; returns
+        how many are still ours. Runs by itself every third of ``lease_ttl`` while any
+        is held, so only a dead (or frozen) process lets its leases expire."""
+        ttl_ms = int(self.lease_ttl * 1000)
+        kept = 0
+        for token, (key, kind) in list(self._held.items()):
+            with contextlib.suppress(*_redis_errors()):
+                kept += int(await self._refresh(keys=[key], args=[token, ttl_ms, kind]))
+        return kept
+
+    async def _refresh_forever(self) -> None:
+        while self._held:
+            await anyio.sleep(self.lease_ttl / 3)
+            await self.refresh_leases()
