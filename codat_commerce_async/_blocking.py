@@ -20,10 +20,9 @@ import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from functools import cached_property
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
-import httpx
 from anyio.from_thread import BlockingPortal
 
 from ._bulk import BulkProgress, BulkResult, BulkRun
@@ -37,10 +36,14 @@ from ._config import (
     RetryPolicy,
 )
 from ._events import EventHook
+from ._http_library import HttpLibraryName
 from ._resources.sync import AsyncSyncResource
 from ._response import APIResponse
 from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
+
+if TYPE_CHECKING:
+    from ._types import URL, AsyncBaseTransport, AsyncClient
 
 __all__ = ["BlockingBulkRun", "SyncClient"]
 
@@ -320,13 +323,14 @@ class SyncClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: AsyncClient | None = None,
+        transport: AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
+        http_library: HttpLibraryName | None = None,
     ) -> None:
         # Validate in the caller's thread first, so bad settings raise here, before any thread.
         options: dict[str, Any] = {
@@ -347,6 +351,7 @@ class SyncClient:
             "event_hooks": event_hooks,
             "requests_per_minute": requests_per_minute,
             "retry_budget": retry_budget,
+            "http_library": http_library,
         }
         self._lock = threading.Lock()
         self._closed = False
@@ -386,7 +391,7 @@ class SyncClient:
         return copy
 
     @property
-    def base_url(self) -> httpx.URL:
+    def base_url(self) -> URL:
         """The URL every request goes to."""
         return self._async.base_url
 
@@ -394,6 +399,11 @@ class SyncClient:
     def max_retries(self) -> int:
         """Retries after the first attempt."""
         return self._async.max_retries
+
+    @property
+    def http_library(self) -> HttpLibraryName:
+        """The HTTP library this client runs on: ``"httpx"`` or ``"httpx2"``."""
+        return self._async.http_library
 
     @property
     def is_closed(self) -> bool:

@@ -29,7 +29,6 @@ from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MAX_RETRIES,
-    USER_AGENT,
     CallSettings,
     RetryPolicy,
     non_negative_int,
@@ -39,6 +38,7 @@ from ._config import (
     resolve_base_url,
     resolve_timeout,
     resolve_verify,
+    user_agent,
     validate_headers,
 )
 from ._events import CallEvent, EventHook, EventKind, validate_hooks
@@ -49,6 +49,7 @@ from ._exceptions import (
     RateLimitError,
     RetryBudgetExhaustedError,
 )
+from ._http_library import HttpLibrary, HttpLibraryName, resolve_library
 from ._logging import logger, setup_from_env
 from ._ratelimit import RateLimiter, validate_rate
 from ._response import APIResponse
@@ -58,6 +59,7 @@ from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
 if TYPE_CHECKING:
     from ._resources.sync import AsyncSyncResource
+    from ._types import URL, AsyncBaseTransport, AsyncClient, Request, Response, Timeout
 
 __all__ = ["AsyncSyncClient"]
 
@@ -77,7 +79,7 @@ def _loop_identity() -> object:
     return library
 
 
-def _pool_size(http: httpx.AsyncClient) -> int | None:
+def _pool_size(http: AsyncClient) -> int | None:
     """Best effort: the connection limit of an injected client's default transport."""
     pool = getattr(getattr(http, "_transport", None), "_pool", None)
     size = getattr(pool, "_max_connections", None)
@@ -93,8 +95,9 @@ class _Core:
     def __init__(
         self,
         *,
-        http: httpx.AsyncClient,
-        transport: httpx.AsyncBaseTransport | None,
+        library: HttpLibrary,
+        http: AsyncClient,
+        transport: AsyncBaseTransport | None,
         base_url: httpx.URL,
         auth_header: str,
         headers: dict[str, str],
@@ -102,9 +105,10 @@ class _Core:
         max_response_size: int,
         hooks: tuple[EventHook, ...] = (),
         retry_budget: RetryBudget | None = None,
-        rebuild: Callable[[], tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]] | None = None,
+        rebuild: Callable[[], tuple[AsyncClient, AsyncBaseTransport]] | None = None,
         requests_per_minute: float | None = None,
     ) -> None:
+        self.library = library
         self.hooks = hooks
         self.retry_budget = retry_budget
         self.rebuild = rebuild
@@ -114,7 +118,7 @@ class _Core:
         self.base_url = base_url
         self.url_prefix = str(base_url)
         # Normalised once; each call copies it (a list copy) and adds its key.
-        self.headers = httpx.Headers(headers)
+        self.headers = library.headers(headers)
         self.secrets = _secret_forms(auth_header)
         self.max_concurrency = max_concurrency
         self.max_response_size = max_response_size
@@ -174,15 +178,13 @@ class _Core:
                 "inside your app's lifespan), or use the blocking SyncClient."
             )
 
-    def _use_pool(
-        self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None
-    ) -> None:
+    def _use_pool(self, http: AsyncClient, transport: AsyncBaseTransport | None) -> None:
         self.http = http
         # Our own pool: call its transport directly. httpx.AsyncClient.send adds auth,
         # redirect, cookie and hook handling we never want, at ~40% of the CPU of a call.
         # A borrowed client keeps its own send (its mounts, proxies and event hooks).
-        self.send: Callable[[httpx.Request], Awaitable[httpx.Response]] = (
-            transport.handle_async_request
+        self.send: Callable[[Request], Awaitable[Response]] = (
+            transport.handle_async_request  # type: ignore[assignment]
             if transport is not None
             else functools.partial(http.send, stream=True, follow_redirects=False, auth=None)
         )
@@ -253,7 +255,8 @@ class AsyncSyncClient:
             (instead of ``api_key``).
         base_url: defaults to ``CODAT_BASE_URL`` or ``https://api.codat.io``.
             Must be https, except on loopback hosts.
-        timeout: seconds or an :class:`httpx.Timeout`; ``None`` means no timeout.
+        timeout: seconds, an ``httpx.Timeout`` or an ``httpx2.Timeout``; ``None`` means no
+            timeout.
             Default: connect 5 s, read 30 s, write 30 s, pool 10 s.
         max_retries: retries after the first attempt (default 2).
         deadline: wall-clock bound on a whole call, retries and waits included
@@ -262,8 +265,13 @@ class AsyncSyncClient:
         max_concurrency: requests in flight at once (default 10), never above the pool size.
         max_response_size: the largest body accepted, raw or decompressed (default 1 MiB).
         default_headers: extra headers for every request.
-        http_client: an ``httpx.AsyncClient`` you own; the SDK never closes it.
-        transport: an ``httpx.AsyncBaseTransport`` for the client the SDK builds.
+        http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` you own; the SDK
+            never closes it, and runs on its library.
+        transport: an httpx or httpx2 ``AsyncBaseTransport`` for the client the SDK builds.
+        http_library: ``"httpx"`` or ``"httpx2"`` (``pip install
+            'codat-commerce-async[httpx2]'``). Default: the library of ``http_client`` or
+            ``transport``, else the ``CODAT_HTTP_LIBRARY`` environment variable, else httpx.
+            Never chosen just because a library is installed.
         verify: a CA bundle path or an ``ssl.SSLContext`` (verification is always on).
         retry_policy: backoff and ``Retry-After`` settings (see :class:`RetryPolicy`).
         event_hooks: callables that receive a :class:`CallEvent` at each step of a call.
@@ -292,13 +300,14 @@ class AsyncSyncClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: AsyncClient | None = None,
+        transport: AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
+        http_library: HttpLibraryName | None = None,
     ) -> None:
         auth = resolve_auth_header(api_key, auth_header)
         rate = validate_rate("requests_per_minute", requests_per_minute)
@@ -314,6 +323,7 @@ class AsyncSyncClient:
         ).with_overrides(retry_policy=retry_policy if retry_policy is not None else NOT_GIVEN)
         concurrency = positive_int("max_concurrency", max_concurrency)
         size_cap = positive_int("max_response_size", max_response_size)
+        library = resolve_library(http_library, http_client=http_client, transport=transport)
         rebuild = None
         if http_client is not None:
             if transport is not None or verify is not None:
@@ -321,8 +331,6 @@ class AsyncSyncClient:
                     "transport= and verify= configure the client the SDK builds; "
                     "with http_client= configure your own client instead"
                 )
-            if not isinstance(http_client, httpx.AsyncClient):
-                raise ConfigurationError("http_client must be an httpx.AsyncClient")
             pool = _pool_size(http_client)
             if pool is not None:
                 concurrency = min(concurrency, pool)
@@ -333,19 +341,21 @@ class AsyncSyncClient:
                     "verify= configures the SDK's own transport; with transport= set TLS "
                     "options on your transport"
                 )
-            http, own_transport = _pool_client(transport, settings.timeout), transport
+            http = library.lifecycle_client(transport, settings.timeout)
+            own_transport = transport
         else:
-            rebuild = _pool_factory(concurrency, settings.timeout, verify)
+            rebuild = _pool_factory(library, concurrency, settings.timeout, verify)
             http, own_transport = rebuild()
         headers = {
             "Authorization": auth,
             "Accept": "application/json",
             "Content-Type": "application/json",
             "Accept-Encoding": "gzip, deflate",
-            "User-Agent": USER_AGENT,
+            "User-Agent": user_agent(library.name, library.version),
             **extra,
         }
         self._core = _Core(
+            library=library,
             http=http,
             transport=own_transport,
             base_url=url,
@@ -392,14 +402,22 @@ class AsyncSyncClient:
         return copy
 
     @property
-    def base_url(self) -> httpx.URL:
-        """The URL every request goes to."""
-        return self._core.base_url
+    def base_url(self) -> URL:
+        """The URL every request goes to (a URL of the client's HTTP library)."""
+        core = self._core
+        if core.library.module is httpx:
+            return core.base_url
+        return core.library.module.URL(str(core.base_url))  # type: ignore[no-any-return]
 
     @property
-    def timeout(self) -> httpx.Timeout:
-        """The httpx timeout of each attempt."""
-        return self._settings.timeout
+    def timeout(self) -> Timeout:
+        """The timeout of each attempt (a Timeout of the client's HTTP library)."""
+        return self._core.library.timeout(self._settings.timeout)
+
+    @property
+    def http_library(self) -> HttpLibraryName:
+        """The HTTP library this client runs on: ``"httpx"`` or ``"httpx2"``."""
+        return self._core.library.name
 
     @property
     def max_retries(self) -> int:
@@ -462,7 +480,7 @@ class AsyncSyncClient:
         headers = core.headers.copy()
         if key is not None:
             headers["Idempotency-Key"] = key
-        request = httpx.Request(
+        request = core.library.request(
             op.method,
             core.url_prefix + op.path,
             headers=headers,
@@ -623,7 +641,7 @@ class AsyncSyncClient:
     async def _attempt(
         self,
         op: _protocol.Operation[T],
-        request: httpx.Request,
+        request: Request,
         key: str | None,
         number: int,
         call: CallSettings,
@@ -655,6 +673,7 @@ class AsyncSyncClient:
                     time_limit=limit,
                     limit_phase=phase,
                     secrets=core.secrets,
+                    errors=core.library.errors,
                 )
             except APIError as exc:
                 exc.idempotency_key = key
@@ -698,7 +717,7 @@ class AsyncSyncClient:
         self,
         call: CallSettings,
         remaining: Callable[[], float | None],
-        request: httpx.Request,
+        request: Request,
         key: str | None,
         number: int,
     ) -> tuple[float | None, str]:
@@ -716,7 +735,7 @@ class AsyncSyncClient:
         self,
         call: CallSettings,
         remaining: Callable[[], float | None],
-        request: httpx.Request,
+        request: Request,
         key: str | None,
         number: int,
     ) -> None:
@@ -739,7 +758,7 @@ class AsyncSyncClient:
     async def _throttle(
         self,
         limiter: RateLimiter,
-        request: httpx.Request,
+        request: Request,
         key: str | None,
         number: int,
         call: CallSettings,
@@ -761,7 +780,7 @@ class AsyncSyncClient:
 
 
 def _deadline_passed(
-    call: CallSettings, request: httpx.Request, key: str | None, number: int
+    call: CallSettings, request: Request, key: str | None, number: int
 ) -> APITimeoutError:
     """The error for a call whose deadline passed before attempt ``number`` was sent."""
     return APITimeoutError(
@@ -798,29 +817,20 @@ def _check_budget(budget: RetryBudget | NotGiven | None) -> RetryBudget | None:
     return budget
 
 
-def _pool_client(transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    # The client only owns the transport's lifecycle; requests go to the transport.
-    return httpx.AsyncClient(
-        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
-    )
-
-
 def _pool_factory(
+    library: HttpLibrary,
     concurrency: int,
     timeout: httpx.Timeout,
     verify: ssl.SSLContext | str | os.PathLike[str] | None,
-) -> Callable[[], tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]]:
+) -> Callable[[], tuple[AsyncClient, AsyncBaseTransport]]:
     """How the SDK builds its own pool (again after a fork): sized to the in-flight
     cap so requests never queue inside httpcore (encode/httpcore#1093)."""
     tls = resolve_verify(verify)
-    limits = httpx.Limits(
-        max_connections=concurrency,
-        max_keepalive_connections=concurrency,
-        keepalive_expiry=30.0,
-    )
 
-    def build() -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]:
-        transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, trust_env=False)
-        return _pool_client(transport, timeout), transport
+    def build() -> tuple[AsyncClient, AsyncBaseTransport]:
+        transport = library.pool_transport(
+            verify=tls, max_connections=concurrency, keepalive_expiry=30.0
+        )
+        return library.lifecycle_client(transport, timeout), transport
 
     return build

@@ -15,9 +15,9 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 
 from ._exceptions import (
     APIConnectionError,
@@ -26,6 +26,10 @@ from ._exceptions import (
     APITLSError,
     ResponseTooLargeError,
 )
+from ._http_library import ErrorClasses
+
+if TYPE_CHECKING:
+    from ._types import Request, Response
 
 __all__ = ["read_body", "send_attempt", "translate_transport_error"]
 
@@ -33,19 +37,21 @@ _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "defla
 
 
 async def send_attempt(
-    send: Callable[[httpx.Request], Awaitable[httpx.Response]],
-    request: httpx.Request,
+    send: Callable[[Request], Awaitable[Response]],
+    request: Request,
     *,
     max_response_size: int,
     time_limit: float | None,
     limit_phase: str,
     secrets: Sequence[str],
-) -> tuple[httpx.Response, bytes]:
+    errors: ErrorClasses,
+) -> tuple[Response, bytes]:
     """Send ``request`` once with ``send`` (a transport's ``handle_async_request``, or a
     client's ``send``) and return the streamed response with its (decoded) body.
 
     ``time_limit`` bounds the whole attempt in wall-clock seconds; ``limit_phase``
-    names the bound (``"attempt"`` or ``"deadline"``) in the timeout error.
+    names the bound (``"attempt"`` or ``"deadline"``) in the timeout error; ``errors``
+    are the transport error classes of the client's HTTP library.
     """
     started = time.perf_counter()
     withheld: APIConnectionError | None = None
@@ -54,7 +60,7 @@ async def send_attempt(
             response = await send(request)
             response.request = request  # a transport's response does not know it
             try:
-                body = await read_body(response, max_response_size)
+                body = await read_body(response, max_response_size, errors)
             finally:
                 await response.aclose()
     except TimeoutError:
@@ -67,7 +73,7 @@ async def send_attempt(
     except APIError:
         raise
     except Exception as exc:
-        error = translate_transport_error(exc, request, secrets)
+        error = translate_transport_error(exc, request, secrets, errors)
         cause = _safe_cause(exc, secrets)
         if cause is not None:
             raise error from cause
@@ -82,7 +88,7 @@ async def send_attempt(
     return response, body
 
 
-async def read_body(response: httpx.Response, limit: int) -> bytes:
+async def read_body(response: Response, limit: int, errors: ErrorClasses) -> bytes:
     """Read and decode the body, refusing more than ``limit`` bytes raw or decoded.
 
     Decompression is done here, chunk by chunk with a bounded output, because
@@ -90,7 +96,7 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     Only one content coding is accepted.
     """
     if response.is_stream_consumed:
-        # Built in memory (httpx.MockTransport and friends): httpx has already decoded it.
+        # Built in memory (MockTransport and friends): httpx has already decoded it.
         content = response.content
         if len(content) > limit:
             raise _too_large(response, limit, "decoded")
@@ -117,7 +123,7 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     # The transport's own stream, not response.aiter_raw(): fewer generator layers, and
     # httpx's download bookkeeping is not needed here.
     stream = response.stream
-    if not isinstance(stream, httpx.AsyncByteStream):
+    if not isinstance(stream, errors.byte_streams):
         raise TypeError("the transport returned a synchronous response stream")
     chunks = aiter(stream)
     try:
@@ -151,7 +157,7 @@ async def read_body(response: httpx.Response, limit: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _abandon(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+async def _abandon(response: Response, chunks: AsyncIterator[bytes]) -> None:
     """Stop reading a body half-way without leaving httpx's generators suspended.
 
     Closing the response first closes the connection (it is not reused), so the
@@ -164,7 +170,7 @@ async def _abandon(response: httpx.Response, chunks: AsyncIterator[bytes]) -> No
             pass
 
 
-def _too_large(response: httpx.Response, limit: int, which: str) -> ResponseTooLargeError:
+def _too_large(response: Response, limit: int, which: str) -> ResponseTooLargeError:
     return ResponseTooLargeError(
         f"Codat's response body is larger than max_response_size={limit} bytes ({which})",
         request=response.request,
@@ -200,26 +206,22 @@ def _is_tls_failure(exc: BaseException) -> bool:
 
 
 def translate_transport_error(
-    exc: Exception, request: httpx.Request, secrets: Sequence[str]
+    exc: Exception, request: Request, secrets: Sequence[str], errors: ErrorClasses
 ) -> APIConnectionError:
-    """Map an exception from the transport to ours, most specific first."""
+    """Map an exception from the transport to ours, most specific first. ``errors`` are
+    the client's library's classes (httpx2's mirror httpx's one for one)."""
     detail = str(exc) or type(exc).__name__
     if _mentions_secret(detail, secrets):
         detail = f"{type(exc).__name__} (message withheld: it contained a credential)"
-    if isinstance(exc, httpx.TimeoutException):
-        phase = {
-            httpx.ConnectTimeout: "connect",
-            httpx.ReadTimeout: "read",
-            httpx.WriteTimeout: "write",
-            httpx.PoolTimeout: "pool",
-        }.get(type(exc), "read")
+    if isinstance(exc, errors.timeout):
+        phase = errors.timeout_phases.get(type(exc), "read")
         return APITimeoutError(
             f"{phase} timeout talking to Codat: {detail}",
             request=request,
             phase=phase,
             request_sent=phase not in ("connect", "pool"),
         )
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, errors.connect):
         if _is_tls_failure(exc):
             return APITLSError(
                 f"TLS failure talking to Codat: {detail}", request=request, request_sent=False
@@ -227,13 +229,13 @@ def translate_transport_error(
         return APIConnectionError(
             f"could not connect to Codat: {detail}", request=request, request_sent=False
         )
-    if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(exc, errors.unsendable):
         error = APIConnectionError(
             f"the request could not be sent: {detail}", request=request, request_sent=False
         )
         error._retryable = False
         return error
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, errors.transport):
         return APIConnectionError(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
         )
