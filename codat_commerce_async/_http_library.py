@@ -35,6 +35,7 @@ __all__ = [
     "LIBRARY_NAMES",
     "HttpLibrary",
     "HttpLibraryName",
+    "default_library",
     "library_named",
     "resolve_library",
 ]
@@ -187,13 +188,22 @@ def library_named(name: str) -> HttpLibrary:
 
 
 def _library_of(obj: object) -> HttpLibrary | None:
-    """The library whose class ``obj`` is an instance of (None: a library-neutral object)."""
+    """The library whose class ``obj`` is an instance of (None: a library-neutral object,
+    such as a transport that lists the libraries it serves in ``http_libraries``)."""
+    if isinstance(getattr(obj, "http_libraries", None), tuple):
+        return None
     for name in LIBRARY_NAMES:
         module = sys.modules.get(name)  # an object of a library that is not loaded cannot exist
         if module is not None and isinstance(obj, (module.AsyncClient, module.AsyncBaseTransport)):
             # Under httpx2.alias_httpx() both names are one module: the first name wins.
             return library_named(name)
     return None
+
+
+def default_library() -> HttpLibrary:
+    """The library of a client given no library, client or transport: ``CODAT_HTTP_LIBRARY``,
+    else httpx."""
+    return library_named(os.environ.get(ENV_VAR, "").strip() or "httpx")
 
 
 def resolve_library(
@@ -215,8 +225,10 @@ def resolve_library(
     elif owner is not None:
         library = owner
     else:
-        env = os.environ.get(ENV_VAR, "").strip()
-        library = library_named(env or "httpx")
+        library = default_library()
+    served = getattr(transport, "http_libraries", None)
+    if isinstance(served, tuple) and library.name not in served:
+        raise ConfigurationError(f"this transport does not serve {library.name} requests")
     if http_client is not None and not library.is_async_client(http_client):
         raise ConfigurationError(
             "http_client must be an httpx.AsyncClient or an httpx2.AsyncClient"
