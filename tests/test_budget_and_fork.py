@@ -6,7 +6,6 @@ import asyncio
 import os
 import warnings
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -18,6 +17,7 @@ from codat_commerce_async import (
     SyncClient,
 )
 
+from ._http import httpx
 from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, install_clock
 
 

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from codat_commerce_async.cli import main
 from codat_commerce_async.cli._bulkfile import Journal, read_company_ids
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
+
+from ._http import httpx
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import random
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -37,6 +36,8 @@ from codat_commerce_async._exceptions import (
 )
 from codat_commerce_async._protocol import parse_error_body
 from codat_commerce_async._retry import backoff_ceiling, compute_wait, is_retryable, should_stop
+
+from ._http import httpx
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

@@ -6,7 +6,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
@@ -15,6 +14,7 @@ from codat_commerce_async import AsyncSyncClient
 from codat_commerce_async.testing import FakeCodat
 
 from ._examples import load_example
+from ._http import httpx
 from .conftest import COMPANY
 
 aiohttp_app = load_example("aiohttp_app")

@@ -6,7 +6,6 @@ import itertools
 import math
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -18,6 +17,7 @@ from codat_commerce_async import (
 from codat_commerce_async._ratelimit import RateLimiter
 
 from ._autojump import AutojumpClock, install_autojump
+from ._http import httpx
 from .conftest import CANARY_KEY, COMPANY, FakeClock, ScriptedCodat
 
 

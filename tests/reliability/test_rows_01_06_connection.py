@@ -13,12 +13,12 @@ import time
 import uuid
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import APIConnectionError, APITimeoutError, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
+from .._http import httpx
 from ._harness import FAST, eventually, fake_records, open_api, raises
 from ._sockets import (
     MisbehavingServer,

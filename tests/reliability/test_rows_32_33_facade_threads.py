@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 
@@ -26,6 +25,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
+from .._http import httpx
 from ..conftest import CANARY_KEY
 from ._harness import FAST, fake_records, open_api, raises
 from ._sockets import MisbehavingServer

@@ -10,11 +10,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
-import httpx
 import pytest
 
 from codat_commerce_async.transports import AiohttpTransport
 
+from .._http import httpx
 from ._loopback import GZIP_BODY, SUMMARY, LoopbackServer
 
 SYNC_PATH = "/companies/f4637ec9-9fc0-4a02-8df0-c90d6dc86208/sync/commerce/latest"

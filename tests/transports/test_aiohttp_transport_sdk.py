@@ -7,12 +7,12 @@ import ssl
 import uuid
 from datetime import datetime, timezone
 
-import httpx
 import pytest
 
 from codat_commerce_async import APITimeoutError, APITLSError, AsyncSyncClient, SyncSummary
 from codat_commerce_async.transports import AiohttpTransport
 
+from .._http import httpx
 from ._loopback import LoopbackServer
 
 COMPANY = "f4637ec9-9fc0-4a02-8df0-c90d6dc86208"
