@@ -176,7 +176,9 @@ def library_named(name: str) -> HttpLibrary:
             f"http_library={name!r} needs the {name} package: "
             f"pip install 'codat-commerce-async[{name}]'"
         ) from None
-    library = HttpLibrary(name, module, _error_classes(_loaded_modules(module)))
+    # Under httpx2.alias_httpx(), "httpx" is httpx2: name the library by what it is.
+    actual = module.__name__ if module.__name__ in LIBRARY_NAMES else name
+    library = HttpLibrary(actual, module, _error_classes(_loaded_modules(module)))
     _LIBRARIES[name] = library
     # A library loaded later widens what the others recognise.
     for other_name, other in list(_LIBRARIES.items()):

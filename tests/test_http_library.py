@@ -209,3 +209,27 @@ def test_without_httpx2_installed_the_error_says_how_to_get_it() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
     assert "pip install 'codat-commerce-async[httpx2]'" in done.stdout
+
+
+def test_under_alias_httpx_the_sdk_reports_httpx2() -> None:
+    """``httpx2.alias_httpx()`` (what anthropic-sdk-python recommends) makes ``import httpx``
+    give httpx2: the SDK then runs on httpx2 and says so."""
+    script = textwrap.dedent(
+        """
+        import httpx2
+        httpx2.alias_httpx()
+        import anyio
+        from codat_commerce_async import AsyncSyncClient
+
+        async def main():
+            async with AsyncSyncClient(api_key="k" * 8) as client:
+                print(client.http_library, type(client.timeout).__module__)
+
+        anyio.run(main)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.split() == ["httpx2", "httpx2"]
