@@ -82,6 +82,16 @@ def test_demo_human_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert "wall time" in out
 
 
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+def test_demo_runs_on_the_library_asked_for(
+    capsys: pytest.CaptureFixture[str], library: str
+) -> None:
+    assert main(["demo", "--companies", "5", "--no-progress", "--http-library", library]) == 0
+    out = capsys.readouterr().out
+    assert f"(no account, no network; on {library})" in out
+    assert "5 of 5" in out
+
+
 # -- single-company commands -------------------------------------------------------------
 
 
