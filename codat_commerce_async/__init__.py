@@ -46,6 +46,8 @@ from ._exceptions import (
     SyncWaitTimeoutError,
     UnexpectedRedirectError,
     UnprocessableEntityError,
+    WebhookError,
+    WebhookVerificationError,
 )
 from ._models import (
     CompanySyncStatus,
@@ -56,6 +58,7 @@ from ._models import (
     ErrorValidationItem,
     SyncDateRange,
     SyncState,
+    SyncStatus,
     SyncSummary,
 )
 from ._response import APIResponse
@@ -109,9 +112,12 @@ __all__ = [
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
     "__version__",
 ]

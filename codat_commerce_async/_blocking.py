@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import functools
 import os
 import ssl
@@ -265,6 +266,7 @@ class SyncResourceWithRawResponse(_Blocking):
     get_latest_sync = blocking_raw_twin(AsyncSyncResource.get_latest_sync)
     get_last_successful_sync = blocking_raw_twin(AsyncSyncResource.get_last_successful_sync)
     list_syncs = blocking_raw_twin(AsyncSyncResource.list_syncs)
+    get_status = blocking_raw_twin(AsyncSyncResource.get_status)
 
 
 class SyncResource(_Blocking):
@@ -285,6 +287,7 @@ class SyncResource(_Blocking):
     get_latest_sync = blocking_twin(AsyncSyncResource.get_latest_sync)
     get_last_successful_sync = blocking_twin(AsyncSyncResource.get_last_successful_sync)
     list_syncs = blocking_twin(AsyncSyncResource.list_syncs)
+    get_status = blocking_twin(AsyncSyncResource.get_status)
     wait_for_sync = blocking_twin(AsyncSyncResource.wait_for_sync)
     request_sync_many = blocking_bulk_twin(AsyncSyncResource.request_sync_many)
     request_sync_for_date_range_many = blocking_bulk_twin(
@@ -372,6 +375,7 @@ class SyncClient:
         deadline: float | NotGiven | None = NOT_GIVEN,
         attempt_timeout: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
     ) -> SyncClient:
         """A copy with other call settings sharing this client's loop, pool and limits.
         Only the original's :meth:`close` shuts them down."""
@@ -386,9 +390,23 @@ class SyncClient:
             deadline=deadline,
             attempt_timeout=attempt_timeout,
             retry_policy=retry_policy,
+            default_headers=default_headers,
         )
         copy.sync = SyncResource(self._loop, copy._async.sync)
         return copy
+
+    def pause_bulk_runs(self, *, until: datetime.datetime | None = None) -> None:
+        """As :meth:`AsyncSyncClient.pause_bulk_runs` (safe from any thread)."""
+        self._loop.call(_on_loop, self._async.pause_bulk_runs, until=until)
+
+    def resume_bulk_runs(self) -> None:
+        """As :meth:`AsyncSyncClient.resume_bulk_runs` (safe from any thread)."""
+        self._loop.call(_on_loop, self._async.resume_bulk_runs)
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True while :meth:`pause_bulk_runs` holds this client's bulk runs."""
+        return self._async.bulk_runs_paused
 
     @property
     def base_url(self) -> URL:
@@ -470,3 +488,8 @@ async def _shutdown(client: AsyncSyncClient, portal: BlockingPortal) -> None:
         await client.aclose()
     finally:
         await portal.stop()
+
+
+async def _on_loop(fn: Callable[..., None], /, *args: Any, **kwargs: Any) -> None:
+    """Run a plain function on the facade's loop (the pause gate lives there)."""
+    fn(*args, **kwargs)

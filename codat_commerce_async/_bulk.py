@@ -268,8 +268,11 @@ class BulkRun:
         pulled: MemoryObjectReceiveStream[Any],
         results: MemoryObjectSendStream[BulkResult],
     ) -> None:
+        core = self._core
         async with pulled, results:
             async for item in pulled:
+                # Paused (Codat's daily quota is spent): take no new company until resumed.
+                await core.bulk_pause.wait(core.clock)
                 try:
                     result = await job(item)
                     self._done += 1

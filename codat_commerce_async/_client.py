@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import logging
 import os
@@ -51,6 +52,7 @@ from ._exceptions import (
 )
 from ._http_library import HttpLibrary, HttpLibraryName, resolve_library
 from ._logging import logger, setup_from_env
+from ._pause import PauseGate
 from ._ratelimit import RateLimiter, validate_rate
 from ._response import APIResponse
 from ._retry import RetryAccount, RetryBudget, build_retrying, is_retryable
@@ -124,6 +126,7 @@ class _Core:
         self.max_response_size = max_response_size
         self.limiter = anyio.Semaphore(max_concurrency)
         self.gate_until = 0.0
+        self.bulk_pause = PauseGate()
         self.closed = False
         self.loop: object | None = None
         self.clock: Callable[[], float] = time.monotonic
@@ -386,9 +389,13 @@ class AsyncSyncClient:
         deadline: float | NotGiven | None = NOT_GIVEN,
         attempt_timeout: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | None = None,
     ) -> AsyncSyncClient:
         """A copy with other call settings that shares this client's connection pool
-        and limits. Closing either closes the shared pool."""
+        and limits. Closing either closes the shared pool.
+
+        ``default_headers`` are added to this client's headers (a name already set is
+        replaced), validated as the constructor's are."""
         copy = object.__new__(AsyncSyncClient)
         copy._core = self._core
         copy._settings = self._settings.with_overrides(
@@ -397,9 +404,36 @@ class AsyncSyncClient:
             deadline=deadline,
             attempt_timeout=attempt_timeout,
             retry_policy=retry_policy,
+            extra_headers=default_headers,
         )
         copy._init_resources()
         return copy
+
+    def pause_bulk_runs(self, *, until: datetime.datetime | None = None) -> None:
+        """Hold this client's bulk runs (and its ``with_options`` copies') until
+        ``until`` (an aware datetime; None: until :meth:`resume_bulk_runs`).
+
+        Meant for Codat's ``client.rateLimit.reached`` webhook (see
+        :func:`codat_commerce_async.webhooks.apply_rate_limit`): while paused, runs take
+        no new company; calls in flight finish. Call it on the client's event loop.
+        """
+        core = self._core
+        deadline = None
+        if until is not None:
+            if until.tzinfo is None or until.utcoffset() is None:
+                raise ConfigurationError("until must be an aware datetime (e.g. in UTC)")
+            left = (until - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+            deadline = core.clock() + left
+        core.bulk_pause.pause(deadline)
+
+    def resume_bulk_runs(self) -> None:
+        """End a :meth:`pause_bulk_runs` now (Codat's ``client.rateLimit.reset``)."""
+        self._core.bulk_pause.resume()
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True while :meth:`pause_bulk_runs` holds this client's bulk runs."""
+        return self._core.bulk_pause.paused(self._core.clock())
 
     @property
     def base_url(self) -> URL:
@@ -478,6 +512,8 @@ class AsyncSyncClient:
         call = settings or self._settings
         key = None if op.idempotent else (idempotency_key or _protocol.new_idempotency_key())
         headers = core.headers.copy()
+        for name, value in call.extra_headers:
+            headers[name] = value
         if key is not None:
             headers["Idempotency-Key"] = key
         request = core.library.request(

@@ -268,6 +268,8 @@ class CallSettings:
     deadline: float | None
     attempt_timeout: float | None
     retry_policy: RetryPolicy
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    """Headers added to (or replacing) the client's on every request of these calls."""
 
     def with_overrides(
         self,
@@ -277,17 +279,27 @@ class CallSettings:
         deadline: float | NotGiven | None = NOT_GIVEN,
         attempt_timeout: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> CallSettings:
-        """A copy with the given fields replaced and validated."""
+        """A copy with the given fields replaced and validated; ``extra_headers`` are
+        validated as the constructor's ``default_headers`` and merged over these."""
+        headers = self.extra_headers
+        if extra_headers is not None:
+            merged = {name.lower(): (name, value) for name, value in headers}
+            for name, value in validate_headers(extra_headers).items():
+                merged[name.lower()] = (name, value)
+            headers = tuple(merged.values())
         if (
             isinstance(timeout, NotGiven)
             and isinstance(max_retries, NotGiven)
             and isinstance(deadline, NotGiven)
             and isinstance(attempt_timeout, NotGiven)
             and isinstance(retry_policy, NotGiven)
+            and headers is self.extra_headers
         ):
             return self
         return CallSettings(
+            extra_headers=headers,
             timeout=self.timeout if isinstance(timeout, NotGiven) else resolve_timeout(timeout),
             max_retries=self.max_retries
             if isinstance(max_retries, NotGiven)

@@ -4,6 +4,8 @@
 CodatError
 ├── ConfigurationError            bad client settings (also a ValueError)
 ├── SyncWaitTimeoutError          a sync still running when ``wait_for_sync`` gave up
+├── WebhookError                  a webhook body that is not a Codat event
+│   └── WebhookVerificationError  bad signature, timestamp, headers or secret
 └── APIError                      something went wrong talking to Codat
     ├── APIConnectionError        no usable HTTP response
     │   ├── APITimeoutError       a timeout, the per-attempt bound or the call deadline
@@ -63,6 +65,8 @@ __all__ = [
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
 ]
 
 
@@ -72,6 +76,28 @@ class CodatError(Exception):
 
 class ConfigurationError(CodatError, ValueError):
     """The client's settings are missing or invalid (raised at construction)."""
+
+
+class WebhookError(CodatError, ValueError):
+    """A webhook that cannot be used: its body is not a Codat event (see the subclass
+    for signature problems). Answer the delivery with a 4xx."""
+
+
+class WebhookVerificationError(WebhookError):
+    """A webhook whose signature does not verify: never act on its body.
+
+    Attributes:
+        reason: ``"headers"`` (a ``webhook-*`` header missing or malformed),
+            ``"timestamp"`` (more than 5 minutes from now: a replay, or a wrong clock),
+            ``"signature"`` (no signature matches: wrong secret or altered body) or
+            ``"secret"`` (the secret itself is not a ``whsec_`` base64 secret).
+    """
+
+    reason: str
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SyncWaitTimeoutError(CodatError, TimeoutError):

@@ -56,6 +56,7 @@ class ErrorClasses:
     transport: tuple[type[Exception], ...]
     timeout_phases: dict[type[Exception], str]
     byte_streams: tuple[type[Any], ...]
+    any_error: tuple[type[Exception], ...]
 
 
 def _error_classes(modules: tuple[ModuleType, ...]) -> ErrorClasses:
@@ -76,6 +77,7 @@ def _error_classes(modules: tuple[ModuleType, ...]) -> ErrorClasses:
         transport=tuple(m.TransportError for m in modules),
         timeout_phases=phases,
         byte_streams=tuple(m.AsyncByteStream for m in modules),
+        any_error=tuple(m.HTTPError for m in modules),
     )
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 import pydantic
 
 from ._exceptions import APIStatusError, ResponseValidationError, make_status_error
-from ._models import CompanySyncStatus, ErrorMessage, SyncSummary
+from ._models import CompanySyncStatus, ErrorMessage, SyncStatus, SyncSummary
 from ._types import CompanyId, DateInput
 
 if TYPE_CHECKING:
@@ -212,6 +212,19 @@ def list_syncs(company_id: CompanyId) -> Operation[list[CompanySyncStatus]]:
         path=f"/companies/{company}/sync/commerce/syncs/list/status",
         body=None,
         model=list[CompanySyncStatus],
+        company_id=company,
+        idempotent=True,
+    )
+
+
+def company_sync_status(company_id: CompanyId) -> Operation[SyncStatus]:
+    """``GET /meta/companies/{id}/sync/commerce/status`` (``get-sync-status``)."""
+    company = canonical_company_id(company_id)
+    return Operation(
+        method="GET",
+        path=f"/meta/companies/{company}/sync/commerce/status",
+        body=None,
+        model=SyncStatus,
         company_id=company,
         idempotent=True,
     )

@@ -3,8 +3,9 @@
 ``cleanup_ctx`` opens it when the application starts and closes it when it stops; handlers
 read it from ``request.app[CODAT]``. Every request shares its connection pool and limits.
 
-Run it (needs ``pip install aiohttp``)::
+Install and run::
 
+    pip install codat-commerce-async aiohttp
     CODAT_API_KEY=... python examples/aiohttp_app.py    # http://localhost:8080
 """
 

@@ -1,6 +1,9 @@
 """Trigger a date-range sync from a plain (blocking) script, e.g. a cron job.
 
-CODAT_API_KEY=... python examples/blocking_script.py COMPANY_ID 2024-06-01 2024-06-30
+Install and run (nothing beyond the SDK)::
+
+    pip install codat-commerce-async
+    CODAT_API_KEY=... python examples/blocking_script.py COMPANY_ID 2024-06-01 2024-06-30
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@
   line per company as each finishes. If the caller goes away, what is still in flight is
   cancelled and no further attempt starts; the shared client carries on serving others.
 
-Run it (needs ``pip install fastapi uvicorn``)::
+Install and run::
 
+    pip install codat-commerce-async fastapi uvicorn
     CODAT_API_KEY=... uvicorn examples.fastapi_app:app
 """
 

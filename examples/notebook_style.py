@@ -17,8 +17,10 @@ there ("cannot be called from a running event loop"). Two ways that work:
        summary = client.sync.request_sync(COMPANY_ID)
        client.close()
 
-This script shows both from inside a running loop, as a notebook would run them:
+This script shows both from inside a running loop, as a notebook would run them. Install
+and run (nothing beyond the SDK)::
 
+    pip install codat-commerce-async
     CODAT_API_KEY=... python examples/notebook_style.py COMPANY_ID
 """
 

@@ -1,7 +1,10 @@
 """Trigger a sync for one company with the async client.
 
+Install:                pip install codat-commerce-async
 Run against Codat:      CODAT_API_KEY=... python examples/quickstart_async.py COMPANY_ID
-Run against the fake:   CODAT_BASE_URL=http://127.0.0.1:PORT CODAT_API_KEY=fake-api-key ...
+Run against the fake:   pip install 'codat-commerce-async[cli]', start
+                        ``codat-commerce fake-server``, then
+                        CODAT_BASE_URL=http://127.0.0.1:8000 CODAT_API_KEY=fake-api-key ...
 """
 
 from __future__ import annotations

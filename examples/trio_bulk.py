@@ -1,5 +1,8 @@
 """Trigger syncs for many companies under trio (the SDK runs on anyio: asyncio or trio).
 
+Install (trio is not a dependency of the SDK) and run::
+
+    pip install codat-commerce-async trio
     CODAT_API_KEY=... python examples/trio_bulk.py companies.txt [2024-06-30T00:00:00Z]
 
 ``companies.txt`` holds one company id per line. One line per company is printed as each

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +100,14 @@ def test_request_status_wait_range(
     server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     company = str(uuid.uuid4())
-    code, started = run_json(
-        capsys, "sync", "request", company, "--to", "2024-06-30", *conn(server)
-    )
+    # After the fake's configured start date (30 days before it started): a real window.
+    to = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
+    code, started = run_json(capsys, "sync", "request", company, "--to", to, *conn(server))
     assert code == 0
     assert started["company_id"] == company
     assert started["status_code"] == 1000
-    assert started["window_finish"] == "2024-06-30T00:00:00Z"
+    assert started["window_finish"] == f"{to}T00:00:00Z"
+    assert started["window_start"] < started["window_finish"]
     sync_id = started["sync_id"]
 
     code, status = run_json(capsys, "sync", "status", company, sync_id, *conn(server))
@@ -172,13 +174,20 @@ def test_wait_timeout_is_one_line_and_non_zero(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["sync", "status", "not-a-uuid"], "company_id must be a UUID"),
+        (["sync", "status", "not-a-uuid"], "COMPANY_ID must be a GUID"),
+        (["sync", "status", "{company}", "nope"], "SYNC_ID must be a GUID"),
         (["sync", "status", "{company}", "{sync}"], "404 Not Found"),
         (
             ["sync", "range", "{company}", "--start", "2024-02-01", "--finish", "2024-01-01"],
-            "after finish",
+            "--start (2024-02-01T00:00:00Z) is after --finish (2024-01-01T00:00:00Z)",
         ),
-        (["sync", "request", "{company}", "--to", "yesterday"], "ISO-8601"),
+        (["sync", "range", "{company}", "--start", "soon", "--finish", "2024-01-01"], "--start "),
+        (["sync", "range", "{company}", "--start", "2024-01-01", "--finish", "x"], "--finish "),
+        (["sync", "request", "{company}", "--to", "yesterday"], "--to is not an ISO-8601"),
+        (["sync", "request", "{company}", "--to", "2024-01-01T00:00"], "--to is a naive"),
+        (["sync", "request", "{company}", "--idempotency-key", "k1"], "--idempotency-key must"),
+        (["sync", "bulk", "ids.txt", "-o", "out.jsonl", "--to", "bad"], "--to is not"),
+        (["sync", "company-status", "acme"], "COMPANY_ID must be a GUID"),
     ],
 )
 def test_errors_are_one_line_without_traceback(
@@ -186,7 +195,12 @@ def test_errors_are_one_line_without_traceback(
 ) -> None:
     filled = [a.format(company=uuid.uuid4(), sync=uuid.uuid4()) for a in argv]
     assert main([*filled, *conn(server)]) == 1
-    assert message in one_line_error(capsys)
+    line = one_line_error(capsys)
+    assert message in line
+    for parameter in ("sync_to", "company_id", "sync_id", "idempotency_key", "start ("):
+        assert parameter not in line.replace("--start (", "")
+    if message != "404 Not Found":
+        assert server.fake.requests == ()  # refused before anything was sent
 
 
 def test_missing_key_and_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
@@ -215,7 +229,9 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_fake_server_delegates_to_run_server(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fake_server_delegates_to_run_server(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import codat_commerce_async.testing as testing
 
     calls: list[tuple[Any, ...]] = []
@@ -224,6 +240,7 @@ def test_fake_server_delegates_to_run_server(monkeypatch: pytest.MonkeyPatch) ->
     assert main([*argv, "--seed", "4", "--sync-duration", "2"]) == 0
     ((args, kwargs),) = calls
     assert args == ("127.0.0.1", 8123)
+    on_started = kwargs.pop("on_started")
     assert kwargs == {
         "latency": 0.02,
         "fail_rate": 0.1,
@@ -231,7 +248,42 @@ def test_fake_server_delegates_to_run_server(monkeypatch: pytest.MonkeyPatch) ->
         "log_level": "info",
         "sync_duration": 2.0,
         "api_key": "fake-api-key",
+        "accept_any_auth": False,
     }
+    on_started("http://127.0.0.1:8123")
+    out = capsys.readouterr().out
+    assert "base URL:   http://127.0.0.1:8123\n" in out
+    assert "credential: API key 'fake-api-key' (Authorization: Basic ZmFrZS1hcGkta2V5)" in out
+    assert "GET http://127.0.0.1:8123/_fake/ledger" in out
+
+    calls.clear()
+    assert main(["fake-server", "--accept-any-auth", "--port", "0"]) == 0
+    ((args, kwargs),) = calls
+    assert args == ("127.0.0.1", 0)
+    assert kwargs["accept_any_auth"] is True
+    kwargs["on_started"]("http://127.0.0.1:41234")
+    assert "credential: any non-empty Authorization header" in capsys.readouterr().out
+
+
+def test_fake_server_help_describes_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["fake-server", "--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in (
+        "--host HOST interface to listen on (default: 127.0.0.1)",
+        "--port PORT port to listen on; 0 picks a free one (default: 8000)",
+        "--latency SECONDS delay added to every request (default: 0.0)",
+        "(default: 0.0)",
+        "completes (default: 5.0)",
+        "--seed SEED seed for --fail-rate (default: random)",
+        "(default: fake-api-key)",
+        "--accept-any-auth accept any non-empty Authorization header",
+        "(default: info)",
+        "GET /_fake/ledger",
+        "POST /_fake/reset",
+    ):
+        assert option in text, option
 
 
 # -- bulk --------------------------------------------------------------------------------
@@ -398,3 +450,74 @@ def test_bulk_interrupted_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
                 if e["event"] == "started" and e["company_id"] == company
             ]
             assert later == [first_keys[company]]
+
+
+# -- friction: unreadable files, duplicates, the demo's counts, company-status -------------
+
+
+@pytest.mark.parametrize(
+    ("text", "columns"),
+    [
+        ("name,email\nacme,a@example.com\n", "'name', 'email'"),
+        ("store;region\nx;eu\n", "'store', 'region'"),
+    ],
+)
+def test_csv_without_an_id_column_is_refused(
+    server: FakeCodatServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    columns: str,
+) -> None:
+    source = tmp_path / "ids.csv"
+    source.write_text(text)
+    with pytest.raises(ValueError, match="no company id column"):
+        read_company_ids(source)
+    argv = ["sync", "bulk", str(source), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
+    assert main([*argv, *conn(server)]) == 1
+    line = one_line_error(capsys)
+    assert f"(columns found: {columns})" in line
+    assert "companyId, company_id, company or id" in line
+    assert server.fake.requests == ()
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_duplicate_ids_are_counted_and_dropped(
+    server: FakeCodatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    source = tmp_path / "ids.txt"
+    source.write_text(f"{a}\n{b}\n{a.upper()}\n{a}\n")
+    argv = ["sync", "bulk", str(source), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
+    assert main([*argv, *conn(server)]) == 0
+    captured = capsys.readouterr()
+    assert f"2 duplicate company ids in {source} dropped" in captured.err
+    assert server.fake.syncs_started(a) == server.fake.syncs_started(b) == 1
+
+    code, summary = run_json(capsys, *argv, "-o", str(tmp_path / "p.jsonl"), *conn(server))
+    assert (code, summary["companies"], summary["duplicates_dropped"]) == (0, 2, 2)
+
+
+def test_demo_says_requests_include_retries(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--companies", "3", "--no-progress", "--seed", "1"]) == 0
+    assert "attempts, retries included" in capsys.readouterr().out
+    code, record = run_json(capsys, "demo", "--companies", "3", "--seed", "1")
+    assert code == 0
+    assert record["requests_counts"] == "every attempt sent, retries included"
+
+
+def test_company_status(server: FakeCodatServer, capsys: pytest.CaptureFixture[str]) -> None:
+    company = str(uuid.uuid4())
+    assert main(["sync", "company-status", company, *conn(server)]) == 1
+    assert "404" in one_line_error(capsys)
+    code, started = run_json(capsys, "sync", "request", company, *conn(server))
+    assert code == 0
+    code, status = run_json(capsys, "sync", "company-status", company, *conn(server))
+    assert code == 0
+    assert status["sync_id"] == started["sync_id"]
+    assert status["connections"] == "Fake Commerce (Linked)"
+    assert [r.operation for r in server.fake.requests] == [
+        "get-sync-status",
+        "request-sync",
+        "get-sync-status",
+    ]

@@ -41,13 +41,17 @@ def seed_examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", SEED.read_text(), flags=re.DOTALL)
 
 
-def ported(example: str) -> str:
-    """The seed example with only its imports changed (and a body for its empty ``if``)."""
+HANDLED = "    print('handled', res.status_code, res.sync_summary.commerce_sync_id)"
+
+
+def ported(example: str, handler: str = HANDLED) -> str:
+    """The seed example with only its imports changed (and ``handler`` as the body of its
+    empty ``if``)."""
     lines = []
     for line in example.splitlines():
         lines.append(ORIGINAL_IMPORTS.get(line, line))
         if line == HANDLE:
-            lines.append("    print('handled', res.status_code, res.sync_summary.commerce_sync_id)")
+            lines.append(handler)
     return "\n".join(lines) + "\n"
 
 

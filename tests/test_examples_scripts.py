@@ -155,3 +155,22 @@ def test_notebook_style_inside_a_running_loop(
         "get-latest-sync",
         "request-sync-for-date-range",
     ]
+
+
+# -- every example says what to install and how to run it ----------------------------------
+
+EXTRAS = {"trio_bulk": "trio", "aiohttp_app": "aiohttp", "fastapi_app": "fastapi"}
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.stem)
+def test_every_example_docstring_names_install_and_run(path: Path) -> None:
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert "pip install codat-commerce-async" in doc or "pip install 'codat-commerce-async[" in doc
+    assert f"examples/{path.name}" in doc or f"examples.{path.stem}:" in doc
+    if path.stem in EXTRAS:
+        install = next(line for line in doc.splitlines() if "pip install" in line)
+        assert EXTRAS[path.stem] in install
+    if path.stem == "fastapi_webhooks":
+        assert "[webhooks]" in doc

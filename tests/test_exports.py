@@ -48,10 +48,13 @@ EXPECTED = {
     "SyncClient",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
+    "WebhookError",
+    "WebhookVerificationError",
     "__version__",
 }
 

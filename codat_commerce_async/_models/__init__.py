@@ -7,6 +7,7 @@ from .sync import (
     DataConnectionError,
     SyncDateRange,
     SyncState,
+    SyncStatus,
     SyncSummary,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "ErrorValidationItem",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
 ]

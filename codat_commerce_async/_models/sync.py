@@ -18,6 +18,7 @@ __all__ = [
     "DataConnectionError",
     "SyncDateRange",
     "SyncState",
+    "SyncStatus",
     "SyncSummary",
 ]
 
@@ -145,3 +146,13 @@ class CompanySyncStatus(_SyncStateMixin):
     sync_exception_message: str | None = None
     sync_utc: str | None = None
     data_pushed: bool | None = None
+
+
+class SyncStatus(CompanySyncStatus):
+    """The status of syncing for a company and its connections (``get-sync-status``):
+    a :class:`CompanySyncStatus` with the sync's ``commerce_sync_id`` and the company's
+    data connections."""
+
+    commerce_sync_id: str | None = None
+    """Codat's id of the sync (as in :class:`SyncSummary`)."""
+    data_connections: list[Connection] | None = None

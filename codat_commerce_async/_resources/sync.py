@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sized
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sized
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +23,7 @@ from .._bulk import (
 )
 from .._config import RetryPolicy, positive_int
 from .._exceptions import CodatError, SyncWaitTimeoutError
-from .._models import CompanySyncStatus, SyncSummary
+from .._models import CompanySyncStatus, SyncStatus, SyncSummary
 from .._ratelimit import validate_rate
 from .._response import APIResponse
 from .._types import NOT_GIVEN, CompanyId, DateInput, NotGiven, TimeoutTypes
@@ -57,8 +57,10 @@ class AsyncSyncResource:
 
     Every method validates its input before any I/O (a bad company id or date
     raises ``ValueError`` with nothing sent) and takes per-call overrides:
-    ``timeout``, ``max_retries``, ``deadline`` and, for the two POSTs,
-    ``idempotency_key``.
+    ``timeout``, ``max_retries``, ``deadline``, ``extra_headers`` and, for the
+    two POSTs, ``idempotency_key``. ``extra_headers`` are checked as the
+    constructor's ``default_headers`` are: ``Authorization`` and
+    ``Idempotency-Key`` cannot be set this way (use ``idempotency_key=``).
     """
 
     def __init__(self, client: AsyncSyncClient, *, raw: bool = False) -> None:
@@ -74,11 +76,12 @@ class AsyncSyncResource:
     async def _run(
         self,
         op: _protocol.Operation[T],
-        *,
-        idempotency_key: str | uuid.UUID | None,
         timeout: TimeoutTypes | NotGiven,
         max_retries: int | NotGiven,
         deadline: float | NotGiven | None,
+        extra_headers: Mapping[str, str] | None,
+        *,
+        idempotency_key: str | uuid.UUID | None = None,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
     ) -> Any:
         client = self._client
@@ -86,7 +89,11 @@ class AsyncSyncResource:
             None if idempotency_key is None else _protocol.validate_idempotency_key(idempotency_key)
         )
         settings = client._settings.with_overrides(
-            timeout=timeout, max_retries=max_retries, deadline=deadline, retry_policy=retry_policy
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            retry_policy=retry_policy,
+            extra_headers=extra_headers,
         )
         response = await client._call(op, idempotency_key=key, settings=settings)
         return response if self._raw else response.parsed
@@ -100,6 +107,7 @@ class AsyncSyncResource:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> SyncSummary:
         """Sync a company from its last successful sync up to ``sync_to`` (or now).
 
@@ -110,11 +118,7 @@ class AsyncSyncResource:
         """
         op = _protocol.request_sync(company_id, sync_to)
         result: SyncSummary = await self._run(
-            op,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
+            op, timeout, max_retries, deadline, extra_headers, idempotency_key=idempotency_key
         )
         return result
 
@@ -128,6 +132,7 @@ class AsyncSyncResource:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> SyncSummary:
         """Sync a company for the window ``start`` to ``finish``.
 
@@ -136,11 +141,7 @@ class AsyncSyncResource:
         """
         op = _protocol.request_sync_for_date_range(company_id, start, finish)
         result: SyncSummary = await self._run(
-            op,
-            idempotency_key=idempotency_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
+            op, timeout, max_retries, deadline, extra_headers, idempotency_key=idempotency_key
         )
         return result
 
@@ -152,11 +153,12 @@ class AsyncSyncResource:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> CompanySyncStatus:
         """The status of one sync: ``GET .../syncs/{syncId}/status``."""
         op = _protocol.sync_status(company_id, _protocol.canonical_sync_id(sync_id))
         result: CompanySyncStatus = await self._run(
-            op, idempotency_key=None, timeout=timeout, max_retries=max_retries, deadline=deadline
+            op, timeout, max_retries, deadline, extra_headers
         )
         return result
 
@@ -167,11 +169,12 @@ class AsyncSyncResource:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> CompanySyncStatus:
         """The status of the company's most recent sync: ``GET .../syncs/latest/status``."""
         op = _protocol.sync_status(company_id, "latest")
         result: CompanySyncStatus = await self._run(
-            op, idempotency_key=None, timeout=timeout, max_retries=max_retries, deadline=deadline
+            op, timeout, max_retries, deadline, extra_headers
         )
         return result
 
@@ -182,11 +185,12 @@ class AsyncSyncResource:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> CompanySyncStatus:
         """The status of the last successful sync: ``GET .../syncs/lastSuccessful/status``."""
         op = _protocol.sync_status(company_id, "lastSuccessful")
         result: CompanySyncStatus = await self._run(
-            op, idempotency_key=None, timeout=timeout, max_retries=max_retries, deadline=deadline
+            op, timeout, max_retries, deadline, extra_headers
         )
         return result
 
@@ -197,12 +201,29 @@ class AsyncSyncResource:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> list[CompanySyncStatus]:
         """Every sync of the company: ``GET .../syncs/list/status``."""
         op = _protocol.list_syncs(company_id)
         result: list[CompanySyncStatus] = await self._run(
-            op, idempotency_key=None, timeout=timeout, max_retries=max_retries, deadline=deadline
+            op, timeout, max_retries, deadline, extra_headers
         )
+        return result
+
+    async def get_status(
+        self,
+        company_id: CompanyId,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> SyncStatus:
+        """The company's sync status with its data connections:
+        ``GET /meta/companies/{companyId}/sync/commerce/status`` (``get-sync-status``;
+        Codat's SDK calls it ``get_status``). A GET: retried like the other reads."""
+        op = _protocol.company_sync_status(company_id)
+        result: SyncStatus = await self._run(op, timeout, max_retries, deadline, extra_headers)
         return result
 
     # -- waiting --------------------------------------------------------------
@@ -215,6 +236,7 @@ class AsyncSyncResource:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> CompanySyncStatus:
         """Poll a sync until it finishes; return its final :class:`CompanySyncStatus`.
 
@@ -239,7 +261,7 @@ class AsyncSyncResource:
             sleep_first = sync_id.is_in_progress
             sync_id = sync_id.commerce_sync_id
         sync = None if sync_id is None else _protocol.canonical_sync_id(sync_id)
-        reader = AsyncSyncResource(self._client)
+        reader = AsyncSyncResource(self._client)._with_headers(extra_headers)
         core = self._client._core
 
         async def by_id(which: str) -> CompanySyncStatus:
@@ -278,6 +300,7 @@ class AsyncSyncResource:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
         """``request_sync`` for many companies; results arrive in completion order::
 
@@ -302,16 +325,19 @@ class AsyncSyncResource:
           ``poll_interval``, ``max_poll_interval`` and ``wait_timeout``), up to
           ``wait_concurrency`` at once; results then carry the final ``status``.
 
+        - ``extra_headers``: added to every request of the run (validated first).
+
         One company's failure never stops the others: it is a result with ``error``.
-        Per-call settings come from the client (use ``client.with_options(...)``).
+        Other per-call settings come from the client (use ``client.with_options(...)``).
         """
         _protocol.request_sync(_PROBE_COMPANY, sync_to)
-        client = self._client
+        owner = self._with_headers(extra_headers)
+        client = owner._client
 
         async def send(company: str, key: str) -> APIResponse[SyncSummary]:
             return await client._call(_protocol.request_sync(company, sync_to), idempotency_key=key)
 
-        return self._trigger_run(
+        return owner._trigger_run(
             company_ids,
             send,
             concurrency=concurrency,
@@ -338,6 +364,7 @@ class AsyncSyncResource:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
         """``request_sync_for_date_range`` for many companies: the same window for each.
 
@@ -345,13 +372,14 @@ class AsyncSyncResource:
         raises ``ValueError`` here, before anything is sent.
         """
         _protocol.request_sync_for_date_range(_PROBE_COMPANY, start, finish)
-        client = self._client
+        owner = self._with_headers(extra_headers)
+        client = owner._client
 
         async def send(company: str, key: str) -> APIResponse[SyncSummary]:
             op = _protocol.request_sync_for_date_range(company, start, finish)
             return await client._call(op, idempotency_key=key)
 
-        return self._trigger_run(
+        return owner._trigger_run(
             company_ids,
             send,
             concurrency=concurrency,
@@ -373,6 +401,7 @@ class AsyncSyncResource:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
         """:meth:`wait_for_sync` for many syncs; final statuses in completion order.
 
@@ -385,6 +414,7 @@ class AsyncSyncResource:
         """
         poll = validate_poll_settings(poll_interval, max_poll_interval, timeout)
         workers = positive_int("concurrency", concurrency)
+        owner = self._with_headers(extra_headers)
 
         def make_job() -> Callable[[Any], Awaitable[BulkResult]]:
             async def job(item: Any) -> BulkResult:
@@ -394,11 +424,18 @@ class AsyncSyncResource:
                     return BulkResult(company_id=label(item), error=exc)
                 if base.error is not None:
                     return base
-                return await self._wait_result(base, target, poll)
+                return await owner._wait_result(base, target, poll)
 
             return job
 
-        return self._bulk_run(syncs, make_job, workers, requests_per_minute, on_progress)
+        return owner._bulk_run(syncs, make_job, workers, requests_per_minute, on_progress)
+
+    def _with_headers(self, extra_headers: Mapping[str, str] | None) -> AsyncSyncResource:
+        """This resource, or one on a client copy sending ``extra_headers`` too
+        (validated here, before any I/O)."""
+        if extra_headers is None:
+            return self
+        return AsyncSyncResource(self._client.with_options(default_headers=extra_headers))
 
     def _bulk_run(
         self,
@@ -533,3 +570,4 @@ class AsyncSyncResourceWithRawResponse:
     get_latest_sync = raw_twin(AsyncSyncResource.get_latest_sync)
     get_last_successful_sync = raw_twin(AsyncSyncResource.get_last_successful_sync)
     list_syncs = raw_twin(AsyncSyncResource.list_syncs)
+    get_status = raw_twin(AsyncSyncResource.get_status)

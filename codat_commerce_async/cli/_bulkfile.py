@@ -37,7 +37,7 @@ from ._main import EXIT_FAILED, EXIT_OK
 from ._output import emit, note, progress_bar
 from ._sync import client_for
 
-__all__ = ["Journal", "read_company_ids", "run"]
+__all__ = ["Journal", "read_company_ids", "read_company_ids_counted", "run"]
 
 _HEADER_NAMES = {"companyid", "company", "id"}
 _UUID_LIKE = re.compile(r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?")
@@ -52,11 +52,21 @@ def _normalise(name: str) -> str:
 def read_company_ids(path: Path) -> list[str]:
     """Company ids from a CSV (a column named like companyId/company_id/id) or a file
     with one id per line. Blank lines and ``#`` comments are skipped; the ids are
-    returned in order, each once."""
+    returned in order, each once (see :func:`read_company_ids_counted`)."""
+    return read_company_ids_counted(path)[0]
+
+
+def read_company_ids_counted(path: Path) -> tuple[list[str], int]:
+    """The ids of :func:`read_company_ids` and how many repeats were dropped.
+
+    A CSV needs a header naming its id column (companyId, company_id, company or id)
+    or, without a header, a column of UUIDs; anything else is refused with
+    ``ValueError`` naming the columns found, rather than guessing a column.
+    """
     text = path.read_text(encoding="utf-8-sig")
     lines = [line for line in text.splitlines() if line.strip() and line.strip()[0] != "#"]
     if not lines:
-        return []
+        return [], 0
     first = lines[0]
     if any(sep in first for sep in ",;\t"):
         dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
@@ -65,13 +75,20 @@ def read_company_ids(path: Path) -> list[str]:
         if column is not None:
             rows = rows[1:]
         else:
-            column = next((i for i, cell in enumerate(rows[0]) if _UUID_LIKE.match(cell)), 0)
+            column = next((i for i, cell in enumerate(rows[0]) if _UUID_LIKE.match(cell)), None)
+        if column is None:
+            found = ", ".join(repr(cell.strip()) for cell in rows[0])
+            raise ValueError(
+                f"{path}: no company id column; name one companyId, company_id, company or id "
+                f"(columns found: {found})"
+            )
         ids = [row[column].strip() for row in rows if len(row) > column and row[column].strip()]
     else:
         ids = [line.strip() for line in lines]
         if _normalise(ids[0]) in _HEADER_NAMES or _normalise(ids[0]) == "companyids":
             ids = ids[1:]
-    return list(dict.fromkeys(_canonical(company) for company in ids))
+    unique = list(dict.fromkeys(_canonical(company) for company in ids))
+    return unique, len(ids) - len(unique)
 
 
 def _id_column(header: list[str]) -> int | None:
@@ -183,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--start and --finish go together")
     if args.start is not None and args.sync_to is not None:
         raise ValueError("use either --to or --start/--finish")
-    ids = read_company_ids(Path(args.file))
+    ids, duplicates = read_company_ids_counted(Path(args.file))
+    if duplicates and not args.json:
+        note(f"{duplicates:,} duplicate company ids in {args.file} dropped (each is synced once)")
     output = Path(args.output)
     journal = Journal.load(output)
     todo = [company for company in ids if company not in journal.done]
@@ -230,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
             raise
     summary = {
         "companies": len(ids),
+        "duplicates_dropped": duplicates,
         "skipped_already_done": skipped,
         "succeeded": totals["succeeded"],
         "failed": totals["failed"],

@@ -9,6 +9,7 @@ httpx2``): no account, no network, no port.
 from __future__ import annotations
 
 import argparse
+import base64
 import time
 import uuid
 from collections import Counter
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         "syncs_started": fake.syncs_started(),
         "duplicate_syncs": duplicates,
         "requests": events["requests"],
+        "requests_counts": "every attempt sent, retries included",
         "triggers": events["triggers"],
         "status_polls": events["polls"],
         "retries": events["retries"],
@@ -143,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
             "succeeded": f"{outcome['succeeded']:,} of {count:,}",
             "failed": f"{outcome['failed']:,}",
             "syncs started": f"{fake.syncs_started():,} (duplicates: {duplicates})",
-            "requests": f"{events['requests']:,} ({events['polls']:,} of them status polls)",
+            "requests": f"{events['requests']:,} attempts, retries included "
+            f"({events['polls']:,} of them status polls)",
             "retries": f"{events['retries']:,}" + (f" ({by_status})" if by_status else ""),
             "wall time": f"{wall:.2f} s",
             "requests/second": f"{record['requests_per_second'] or 0:,.0f}",
@@ -157,11 +160,27 @@ def fake_server(args: argparse.Namespace) -> int:
     from ..testing import DEFAULT_API_KEY, run_server
 
     key = args.fake_api_key or DEFAULT_API_KEY
-    url = f"http://{args.host}:{args.port}"
-    note(
-        f"fake Codat on {url} (API key {key!r}); try:\n"
-        f"  codat-commerce sync request {uuid.uuid4()} --base-url {url} --api-key {key}"
-    )
+    any_auth = bool(getattr(args, "accept_any_auth", False))
+
+    def started(url: str) -> None:
+        # On stdout, flushed: a parent process (a test, a script) reads the URL from here.
+        if any_auth:
+            credential = "any non-empty Authorization header (--accept-any-auth)"
+            example = f"--api-key {key}"
+        else:
+            header = "Basic " + base64.b64encode(key.encode()).decode("ascii")
+            credential = f"API key {key!r} (Authorization: {header})"
+            example = f"--api-key {key}"
+        print(
+            f"fake Codat listening on {url}\n"
+            f"  base URL:   {url}\n"
+            f"  credential: {credential}\n"
+            f"  ledger:     GET {url}/_fake/ledger   reset: POST {url}/_fake/reset\n"
+            f"  try:        codat-commerce sync request {uuid.uuid4()} --base-url {url} "
+            f"{example}",
+            flush=True,
+        )
+
     run_server(
         args.host,
         args.port,
@@ -169,7 +188,9 @@ def fake_server(args: argparse.Namespace) -> int:
         fail_rate=args.fail_rate,
         seed=args.seed,
         log_level=args.log_level,
+        on_started=started,
         sync_duration=args.sync_duration,
         api_key=key,
+        accept_any_auth=any_auth,
     )
     return EXIT_OK

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .._exceptions import CodatError
 from .._version import __version__
+from ._args import check_inputs
 from ._output import PROG, error, note
 
 __all__ = ["main"]
@@ -111,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("sync_id", metavar="SYNC_ID", nargs="?")
     status.set_defaults(handler=_lazy("_sync", "status"))
 
+    overview = actions.add_parser(
+        "company-status",
+        parents=leaf,
+        help="a company's sync status and data connections (get-sync-status)",
+        description="GET /meta/companies/COMPANY_ID/sync/commerce/status: the status of "
+        "syncing for the company and its data connections. Exit 1 when the sync failed.",
+    )
+    overview.add_argument("company_id", metavar="COMPANY_ID")
+    overview.set_defaults(handler=_lazy("_sync", "company_status"))
+
     wait = actions.add_parser(
         "wait", parents=leaf, help="wait for a sync (default: the latest) to finish"
     )
@@ -151,15 +162,67 @@ def build_parser() -> argparse.ArgumentParser:
         "fake-server",
         parents=[common],
         help="serve a fake Codat on a loopback port (for trying the CLI and SDK)",
+        description="Serve the fake Codat Sync for Commerce API (the one in "
+        "codat_commerce_async.testing) over HTTP until Ctrl-C. It prints its base URL and the "
+        "credential it accepts once it is listening. Besides Codat's sync endpoints it "
+        "answers GET /_fake/ledger (JSON: requests received and syncs started, per company) "
+        "and POST /_fake/reset (forget everything) for tests in other processes. Needs "
+        "uvicorn (pip install 'codat-commerce-async[fake-server]').",
     )
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8000)
-    fake.add_argument("--latency", type=float, default=0.0, metavar="SECONDS")
-    fake.add_argument("--fail-rate", type=float, default=0.0, metavar="FRACTION")
-    fake.add_argument("--sync-duration", type=float, default=5.0, metavar="SECONDS")
-    fake.add_argument("--seed", type=int, default=None)
-    fake.add_argument("--api-key", dest="fake_api_key", default=None, metavar="KEY")
-    fake.add_argument("--log-level", default="info")
+    fake.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)"
+    )
+    fake.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay added to every request (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of requests answered with an HTML 503, 0 to 1 (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--sync-duration",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long each sync reports 'in progress' before it completes (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--seed", type=int, default=None, help="seed for --fail-rate (default: random)"
+    )
+    auth = fake.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--api-key",
+        dest="fake_api_key",
+        default=None,
+        metavar="KEY",
+        help="the only API key accepted, as 'Authorization: Basic base64(KEY)' "
+        "(default: fake-api-key)",
+    )
+    auth.add_argument(
+        "--accept-any-auth",
+        action="store_true",
+        help="accept any non-empty Authorization header, e.g. the original SDK's examples' "
+        "placeholder (default: off)",
+    )
+    fake.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn's log level; info logs every request (default: %(default)s)",
+    )
     fake.set_defaults(handler=_lazy("_demo", "fake_server"))
     return parser
 
@@ -208,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json = getattr(args, "json", False)
     handler: Handler = args.handler
     try:
+        check_inputs(args)
         return handler(args)
     except KeyboardInterrupt:
         note(f"{PROG}: interrupted")

@@ -10,11 +10,11 @@ import anyio
 
 from .._client import AsyncSyncClient
 from .._exceptions import SyncWaitTimeoutError
-from .._models import CompanySyncStatus, SyncSummary
+from .._models import CompanySyncStatus, SyncStatus, SyncSummary
 from ._main import EXIT_FAILED, EXIT_OK, api_key, base_url
 from ._output import emit, note
 
-__all__ = ["date_range", "request", "status", "wait"]
+__all__ = ["company_status", "date_range", "request", "status", "wait"]
 
 T = TypeVar("T")
 
@@ -104,6 +104,31 @@ def status(args: argparse.Namespace) -> int:
 
     found = run_with_client(args, work)
     emit(status_record(found), as_json=args.json, title="sync status")
+    return EXIT_FAILED if found.failed else EXIT_OK
+
+
+def company_status(args: argparse.Namespace) -> int:
+    """``sync company-status COMPANY_ID``: exit 1 when the sync failed."""
+
+    async def work(client: AsyncSyncClient) -> SyncStatus:
+        return await client.sync.get_status(args.company_id)
+
+    found = run_with_client(args, work)
+    record = {
+        "company_id": found.company_id,
+        "sync_id": found.commerce_sync_id or found.sync_id,
+        "status_code": found.sync_status_code,
+        "status": found.sync_status,
+        "state": found.state.value if found.state else None,
+        "error": found.error_message,
+        "sync_utc": found.sync_utc,
+        "data_pushed": found.data_pushed,
+        "connections": ", ".join(
+            f"{c.platform_name or c.integration_key} ({c.status})"
+            for c in found.data_connections or ()
+        ),
+    }
+    emit(record, as_json=args.json, title="company sync status")
     return EXIT_FAILED if found.failed else EXIT_OK
 
 

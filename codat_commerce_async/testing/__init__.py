@@ -34,6 +34,7 @@ from ._ratelimit import RateLimits
 from ._server import FakeCodatServer, run_server
 from ._state import RequestRecord, StartedSync, SyncOutcome
 from ._transport import FakeTransport
+from ._webhooks import new_webhook_secret, sign_webhook, webhook_body
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -52,5 +53,8 @@ __all__ = [
     "RequestRecord",
     "StartedSync",
     "SyncOutcome",
+    "new_webhook_secret",
     "run_server",
+    "sign_webhook",
+    "webhook_body",
 ]

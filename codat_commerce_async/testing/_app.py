@@ -7,7 +7,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 
 from .._http_library import HttpLibraryName, default_library
+from ._control import CONTROL_PREFIX, control_response, ledger_json
 from ._faults import ConnectionDropped, Fault, FaultPlan, FaultStage, RequestInfo, combine
 from ._ledger import DEFAULT_TTL, IdempotencyLedger, fingerprint
 from ._ratelimit import RateLimiter, RateLimits
 from ._state import FakeState, RequestRecord, StartedSync, SyncOperation, SyncOutcome
 from ._transport import fake_transport
+from ._webhooks import send_webhook
 from ._wire import (
     Response,
     ValidationItem,
@@ -35,6 +37,7 @@ from ._wire import (
 
 if TYPE_CHECKING:
     from .._types import AsyncBaseTransport, AsyncClient
+    from .._types import Response as HttpResponse
 
 __all__ = ["DEFAULT_API_KEY", "FakeCodat"]
 
@@ -75,6 +78,12 @@ def _match(path: str) -> _Route | None:
     if parts[0] != "":
         return None
     parts = parts[1:]
+    if (
+        len(parts) == 6
+        and parts[:2] == ["meta", "companies"]
+        and parts[3:] == ["sync", "commerce", "status"]
+    ):
+        return _Route("get-sync-status", "GET", parts[2])
     if len(parts) == 5 and parts[0] == "companies" and parts[2:] == ["sync", "commerce", "latest"]:
         return _Route("request-sync", "POST", parts[1])
     if (
@@ -309,6 +318,41 @@ class FakeCodat:
                 )
             seen[key] = sync.sync_id
 
+    async def send_webhook(
+        self,
+        url: str,
+        event_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        secret: str,
+        event_id: str | None = None,
+        timestamp: datetime | None = None,
+        transport: AsyncBaseTransport | None = None,
+    ) -> HttpResponse:
+        """POST a Codat webhook (``{id, eventType, generatedDate, payload}``), signed with
+        ``secret`` the way Codat's Svix signs it, to ``url``; return the response.
+
+        ``transport`` (e.g. ``httpx.ASGITransport(app=your_app)``, or an httpx2 one)
+        delivers it in-process, with the transport's library;
+        ``timestamp`` signs it as of another time (to test replay protection). Needs the
+        ``webhooks`` extra. Also over HTTP: ``POST /_fake/webhooks``.
+        """
+        return await send_webhook(
+            url,
+            event_type,
+            payload,
+            secret=secret,
+            event_id=event_id,
+            timestamp=timestamp,
+            transport=transport,
+        )
+
+    def ledger(self) -> dict[str, Any]:
+        """What ``GET /_fake/ledger`` answers: requests received and syncs started, in
+        total and per company (with sync ids and idempotency keys), plus any
+        idempotency key that started more than one sync."""
+        return ledger_json(self)
+
     def in_flight(self, company_id: str | None = None) -> int:
         """Requests being processed now (past auth), for one company or in total."""
         company = _require_uuid(company_id) if company_id is not None else None
@@ -368,6 +412,11 @@ class FakeCodat:
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before sending its whole request
+        if scope["path"].startswith(CONTROL_PREFIX):
+            # Not part of Codat's API: never recorded, never faulted or rate limited.
+            method = scope["method"].upper()
+            await _send(send, await control_response(self, method, scope["path"], body))
+            return
         exchange = self._exchange(scope, body)
         response: Response | None = None
         try:
@@ -586,6 +635,13 @@ class FakeCodat:
             if previous
             else format_timestamp(self._wall_origin - _CONFIG_START_BEFORE)
         )
+        window_start = parse_timestamp(start)
+        if sync_to is not None and window_start is not None and sync_to < window_start:
+            # The spec: a sync runs "from the last successful sync up to syncTo"; re-syncing
+            # an earlier period is the historic endpoint's job. Codat does not say what a
+            # syncTo before that start does; the fake infers an empty window at the start
+            # (nothing new to sync) and never reports start after finish. See docs/testing.md.
+            sync_to = window_start
         finish = format_timestamp(sync_to or self._to_wall(now))
         return self._start(ex, company_id, "request-sync", start, finish, now)
 
@@ -691,6 +747,8 @@ class FakeCodat:
         syncs = self._state.syncs(company_id)
         if operation == "list-syncs":
             return json_response(200, [_status_json(s, now) for s in syncs])
+        if operation == "get-sync-status":
+            return self._sync_status(company_id, syncs, now)
         found: StartedSync | None
         if operation == "get-latest-sync":
             found = syncs[-1] if syncs else None
@@ -705,6 +763,23 @@ class FakeCodat:
         if found is None:
             return error_response(404, missing)
         return json_response(200, _status_json(found, now))
+
+    def _sync_status(
+        self, company_id: str, syncs: tuple[StartedSync, ...], now: float
+    ) -> Response:
+        """``get-sync-status``: the spec's ``SyncStatus`` ("the status of syncing for a
+        company and its connections"). Codat does not say which sync it describes; the
+        fake reports the latest, and 404 before the first (both assumptions)."""
+        if not syncs:
+            return error_response(404, f"No syncs were found for company {company_id}")
+        latest = syncs[-1]
+        body = _status_json(latest, now)
+        body["commerceSyncId"] = latest.commerce_sync_id
+        last_sync = syncs[-2].sync_utc if len(syncs) > 1 else None
+        body["dataConnections"] = (
+            [self._connection(company_id, last_sync)] if self.data_connections else []
+        )
+        return json_response(200, body)
 
     def _to_wall(self, reading: float) -> datetime:
         return self._wall_origin + timedelta(seconds=reading - self._clock_origin)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -216,6 +217,36 @@ class FakeCodatServer:
         await anyio.to_thread.run_sync(self.stop)
 
 
+def _notifying_server_class() -> type[uvicorn.Server]:
+    import uvicorn
+
+    class NotifyingServer(uvicorn.Server):
+        """Calls back with the bound base URL once uvicorn is listening."""
+
+        def __init__(
+            self, config: uvicorn.Config, on_started: Callable[[str], None] | None, host: str
+        ) -> None:
+            super().__init__(config)
+            self._on_started = on_started
+            self._host = host
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self._on_started is not None and self.started:
+                port = int(self.servers[0].sockets[0].getsockname()[1])
+                host = f"[{self._host}]" if ":" in self._host else self._host
+                self._on_started(f"http://{host}:{port}")
+
+    return NotifyingServer
+
+
+def _notifying_server(
+    config: uvicorn.Config, on_started: Callable[[str], None] | None, host: str
+) -> uvicorn.Server:
+    server: uvicorn.Server = _notifying_server_class()(config, on_started, host)  # type: ignore[call-arg]
+    return server
+
+
 def run_server(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -225,6 +256,7 @@ def run_server(
     fail_rate: float = 0.0,
     seed: int | None = None,
     log_level: str = "info",
+    on_started: Callable[[str], None] | None = None,
     **options: Any,
 ) -> None:
     """Serve a fake Codat in the foreground until Ctrl-C (for ``codat-commerce fake-server``).
@@ -232,6 +264,8 @@ def run_server(
     ``latency`` adds that many seconds to every request inside the app; ``fail_rate`` makes
     that share of requests fail at the edge with an HTML 503 (drawn with ``seed``). Other
     keyword arguments build the :class:`FakeCodat` when ``fake`` is not given.
+    ``on_started`` is called with the base URL once the socket is bound (useful with
+    ``port=0``).
     """
     if fake is None:
         fake = FakeCodat(seed=seed, **options)
@@ -242,9 +276,7 @@ def run_server(
     if fail_rate > 0:
         fake.faults.randomly(Fault.edge(503), fail_rate)
     config = _config(fake, host, port, log_level, quiet=False)
-    import uvicorn
-
-    server = uvicorn.Server(config)
+    server = _notifying_server(config, on_started, host)
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises it once its handlers are gone.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

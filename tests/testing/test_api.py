@@ -251,7 +251,7 @@ async def test_custom_api_key_and_accept_any_auth(company):
         "/meta/companies/{c}/sync/commerce/latest",
         "/companies/{c}/sync/commerce/syncs/status",
         "/companies/{c}/sync/commerce/syncs/latest",
-        "/meta/companies/{c}/sync/commerce/status",
+        "/meta/companies/{c}/sync/commerce/status/latest",  # get-sync-status has no suffix
     ],
 )
 async def test_unknown_paths_get_404_even_without_auth(fake, company, path):

@@ -106,6 +106,7 @@ SIX = {
     "get-latest-sync": ("GET", lambda c: status(c, "latest"), None),
     "get-last-successful-sync": ("GET", lambda c: status(c, "lastSuccessful"), None),
     "list-syncs": ("GET", lambda c: status(c, "list"), None),
+    "get-sync-status": ("GET", lambda c: f"/meta/companies/{c}/sync/commerce/status", None),
 }
 
 
@@ -140,6 +141,28 @@ async def _status_of(
 ) -> httpx.Response:
     sync_id = await with_one_sync(fake, http, company)
     return await http.get(status(company, sync_id if ref == "id" else ref))
+
+
+async def _company_status(
+    fake: FakeCodat, http: httpx.AsyncClient, company: str
+) -> httpx.Response:
+    await with_one_sync(fake, http, company)
+    return await call(http, "get-sync-status", company)
+
+
+async def _company_status_running(
+    fake: FakeCodat, http: httpx.AsyncClient, company: str
+) -> httpx.Response:
+    fake.sync_duration = 60
+    await _second_sync(fake, http, company)
+    return await call(http, "get-sync-status", company)
+
+
+async def _sync_to_before_last(
+    fake: FakeCodat, http: httpx.AsyncClient, company: str
+) -> httpx.Response:
+    await with_one_sync(fake, http, company)
+    return await http.post(latest(company), json={"syncTo": "2020-01-01T00:00:00Z"})
 
 
 def _scripted(fault: Fault, operation: str) -> Case:
@@ -210,6 +233,11 @@ CASES: dict[str, tuple[Case, int, bool]] = {
     ),
     "list-syncs 200": (lambda f, h, c: _status_of("list", f, h, c), 200, True),
     "list-syncs 200 empty": (lambda f, h, c: h.get(status(c, "list")), 200, True),
+    "get-sync-status 200": (_company_status, 200, True),
+    "get-sync-status 200 running": (_company_status_running, 200, True),
+    "get-sync-status 404 none": (lambda f, h, c: call(h, "get-sync-status", c), 404, True),
+    "get-sync-status 500": (_scripted(Fault.error(500), "get-sync-status"), 500, True),
+    "request-sync 200 syncTo before last sync": (_sync_to_before_last, 200, True),
     "request-sync 400 bad json": (_body(b"{", latest), 400, False),
     "request-sync 400 bad syncTo": (_body(b'{"syncTo": 12}', latest), 400, False),
     "request-sync-for-date-range 400 missing": (_body(b"{}", historic), 400, False),
