@@ -1,7 +1,7 @@
 """Benchmark runner: an nginx server on loopback, each client in its own process.
 
-    /work/venv/bin/python benchmarks/run.py --profile concurrent   # or sequential, flaky, bulk
-    /work/venv/bin/python benchmarks/run.py --smoke                # CI: 50 calls, 1 round
+    python benchmarks/run.py --profile concurrent   # or sequential, flaky, bulk
+    python benchmarks/run.py --smoke                # CI: 50 calls, 1 round
 
 Clients run in rounds (the order rotates every round); the table reports per-client
 medians over rounds and ratios to raw httpx (pool 64) and raw aiohttp+pydantic taken

@@ -10,9 +10,10 @@
 ``SyncClient`` offers the same methods for blocking code.
 """
 
-from ._blocking import BlockingBulkRun, SyncClient
-from ._bulk import BulkProgress, BulkResult, BulkRun
+from ._blocking import SyncClient
+from ._bulk import BlockingBulkRun, BulkProgress, BulkResult, BulkRun
 from ._client import AsyncSyncClient
+from ._clock import Clock, SystemClock
 from ._config import (
     DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_BASE_URL,
@@ -62,7 +63,7 @@ from ._models import (
     SyncSummary,
 )
 from ._response import APIResponse
-from ._retry import RetryBudget
+from ._retry import RetryBudget, is_retryable, may_resend_with_new_key
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
@@ -89,6 +90,7 @@ __all__ = [
     "BulkResult",
     "BulkRun",
     "CallEvent",
+    "Clock",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",
@@ -115,9 +117,12 @@ __all__ = [
     "SyncStatus",
     "SyncSummary",
     "SyncWaitTimeoutError",
+    "SystemClock",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
     "WebhookError",
     "WebhookVerificationError",
     "__version__",
+    "is_retryable",
+    "may_resend_with_new_key",
 ]

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import datetime
-import functools
 import os
 import ssl
 import threading
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
-from functools import cached_property
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from ._bulk import BulkProgress, BulkResult, BulkRun
+from ._bulk import BlockingBulkRun
 from ._client import AsyncSyncClient
+from ._clock import Clock
 from ._config import (
     DEFAULT_ATTEMPT_TIMEOUT,
     DEFAULT_DEADLINE,
@@ -38,17 +39,16 @@ from ._config import (
 )
 from ._events import EventHook
 from ._http_library import HttpLibraryName
-from ._resources.sync import AsyncSyncResource
-from ._response import APIResponse
+from ._limits import InProcessLimits
+from ._resources.sync import SyncResource
 from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
 
 if TYPE_CHECKING:
     from ._types import URL, AsyncBaseTransport, AsyncClient
 
-__all__ = ["BlockingBulkRun", "SyncClient"]
+__all__ = ["BlockingBulkRun", "SyncClient"]  # BlockingBulkRun is defined in _bulk
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -98,9 +98,8 @@ class _LoopThread:
             )
         if self.in_loop_thread():
             raise RuntimeError("a SyncClient cannot be called from its own event loop thread")
-        # A plain task started with call_soon_threadsafe and a bare lock to wait on: the
-        # portal's per-call task group and a concurrent Future more than doubled the
-        # cost of a call; what is left is the two thread wake-ups.
+        # A plain task started with call_soon_threadsafe and a bare lock to wait on, not
+        # the portal's call(): far cheaper per call (docs/performance.md, item 5).
         done = threading.Lock()
         done.acquire()
         started: list[asyncio.Task[T]] = []
@@ -130,6 +129,11 @@ class _LoopThread:
             raise concurrent.futures.CancelledError("the call was cancelled (client closed?)")
         return task.result()
 
+    def wrap_async_context_manager(
+        self, cm: AbstractAsyncContextManager[T]
+    ) -> AbstractContextManager[T]:
+        return self.portal.wrap_async_context_manager(cm)
+
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
@@ -145,155 +149,6 @@ class _LoopThread:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-
-
-class _Blocking:
-    """Base of the blocking wrappers: where calls cross into the loop thread."""
-
-    _loop: _LoopThread
-    _target: Any
-
-
-def blocking_twin(
-    method: Callable[Concatenate[Any, P], Awaitable[T]],
-) -> Callable[Concatenate[_Blocking, P], T]:
-    """The blocking twin of an async method: same signature, same behaviour."""
-    name = method.__name__
-
-    @functools.wraps(method)
-    def wrapper(self: _Blocking, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = self._loop.call(getattr(self._target, name), *args, **kwargs)
-        return result
-
-    return wrapper
-
-
-def blocking_raw_twin(
-    method: Callable[Concatenate[Any, P], Awaitable[T]],
-) -> Callable[Concatenate[_Blocking, P], APIResponse[T]]:
-    """The blocking twin of a raw-response method."""
-    name = method.__name__
-
-    @functools.wraps(method)
-    def wrapper(self: _Blocking, /, *args: P.args, **kwargs: P.kwargs) -> APIResponse[T]:
-        result: APIResponse[T] = self._loop.call(getattr(self._target, name), *args, **kwargs)
-        return result
-
-    wrapper.__doc__ = f"Like ``{name}``, but return the :class:`APIResponse` with the model."
-    return wrapper
-
-
-class BlockingBulkRun:
-    """A bulk run for blocking code: iterate it for :class:`BulkResult` values.
-
-    ::
-
-        for result in client.sync.request_sync_many(ids):
-            ...
-
-        with client.sync.request_sync_many(ids) as results:   # stops on leaving the block
-            for result in results:
-                ...
-
-    The run works on the client's event loop; each result crosses to your thread as
-    you ask for it. Breaking out of the loop, an exception or Ctrl-C stops the run
-    and waits for its tasks to end. (A bare ``for`` stops it when the loop's iterator
-    is released, which CPython does at once; ``with`` makes it explicit.)
-    """
-
-    def __init__(self, loop: _LoopThread, run: BulkRun) -> None:
-        self._loop = loop
-        self._run = run
-        self._cm: Any = None
-
-    @property
-    def progress(self) -> BulkProgress:
-        """The run's :class:`BulkProgress` so far."""
-        return self._run.progress
-
-    def __enter__(self) -> Iterator[BulkResult]:
-        if self._cm is not None:
-            raise RuntimeError("a bulk run can be entered only once; start a new one")
-        self._cm = self._loop.portal.wrap_async_context_manager(self._run)
-        results = self._cm.__enter__()
-        return self._results(results)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        result: bool | None = self._cm.__exit__(exc_type, exc, tb)
-        return result
-
-    def __iter__(self) -> Iterator[BulkResult]:
-        with self as results:
-            yield from results
-
-    def _results(self, results: Any) -> Iterator[BulkResult]:
-        while True:
-            try:
-                item: BulkResult = self._loop.call(results.__anext__)
-            except (StopAsyncIteration, anyio.ClosedResourceError):
-                return  # the run ended (or stopped: leaving the block raises why)
-            yield item
-
-
-def blocking_bulk_twin(
-    method: Callable[Concatenate[Any, P], BulkRun],
-) -> Callable[Concatenate[_Blocking, P], BlockingBulkRun]:
-    """The blocking twin of a bulk method: same arguments, a :class:`BlockingBulkRun`."""
-
-    @functools.wraps(method)
-    def wrapper(self: _Blocking, /, *args: P.args, **kwargs: P.kwargs) -> BlockingBulkRun:
-        run: BulkRun = getattr(self._target, method.__name__)(*args, **kwargs)
-        return BlockingBulkRun(self._loop, run)
-
-    return wrapper
-
-
-class SyncResourceWithRawResponse(_Blocking):
-    """``client.sync.with_raw_response`` of the blocking client."""
-
-    def __init__(self, loop: _LoopThread, target: Any) -> None:
-        self._loop = loop
-        self._target = target
-
-    request_sync = blocking_raw_twin(AsyncSyncResource.request_sync)
-    request_sync_for_date_range = blocking_raw_twin(AsyncSyncResource.request_sync_for_date_range)
-    get_sync_status = blocking_raw_twin(AsyncSyncResource.get_sync_status)
-    get_latest_sync = blocking_raw_twin(AsyncSyncResource.get_latest_sync)
-    get_last_successful_sync = blocking_raw_twin(AsyncSyncResource.get_last_successful_sync)
-    list_syncs = blocking_raw_twin(AsyncSyncResource.list_syncs)
-    get_status = blocking_raw_twin(AsyncSyncResource.get_status)
-
-
-class SyncResource(_Blocking):
-    """``client.sync`` of the blocking client: the same methods as the async one."""
-
-    def __init__(self, loop: _LoopThread, target: AsyncSyncResource) -> None:
-        self._loop = loop
-        self._target = target
-
-    @cached_property
-    def with_raw_response(self) -> SyncResourceWithRawResponse:
-        """The same methods, returning an :class:`APIResponse`."""
-        return SyncResourceWithRawResponse(self._loop, self._target.with_raw_response)
-
-    request_sync = blocking_twin(AsyncSyncResource.request_sync)
-    request_sync_for_date_range = blocking_twin(AsyncSyncResource.request_sync_for_date_range)
-    get_sync_status = blocking_twin(AsyncSyncResource.get_sync_status)
-    get_latest_sync = blocking_twin(AsyncSyncResource.get_latest_sync)
-    get_last_successful_sync = blocking_twin(AsyncSyncResource.get_last_successful_sync)
-    list_syncs = blocking_twin(AsyncSyncResource.list_syncs)
-    get_status = blocking_twin(AsyncSyncResource.get_status)
-    wait_for_sync = blocking_twin(AsyncSyncResource.wait_for_sync)
-    request_sync_many = blocking_bulk_twin(AsyncSyncResource.request_sync_many)
-    request_sync_for_date_range_many = blocking_bulk_twin(
-        AsyncSyncResource.request_sync_for_date_range_many
-    )
-    wait_for_many = blocking_bulk_twin(AsyncSyncResource.wait_for_many)
 
 
 class SyncClient:
@@ -333,9 +188,11 @@ class SyncClient:
         event_hooks: Sequence[EventHook] | None = None,
         retry_budget: RetryBudget | NotGiven | None = NOT_GIVEN,
         requests_per_minute: float | None = None,
+        clock: Clock | None = None,
         http_library: HttpLibraryName | None = None,
     ) -> None:
-        # Validate in the caller's thread first, so bad settings raise here, before any thread.
+        # Validated by the AsyncSyncClient built on the loop thread; its error is
+        # raised here, and the thread is stopped again.
         options: dict[str, Any] = {
             "api_key": api_key,
             "auth_header": auth_header,
@@ -354,6 +211,7 @@ class SyncClient:
             "event_hooks": event_hooks,
             "requests_per_minute": requests_per_minute,
             "retry_budget": retry_budget,
+            "clock": clock,
             "http_library": http_library,
         }
         self._lock = threading.Lock()
@@ -379,12 +237,10 @@ class SyncClient:
     ) -> SyncClient:
         """A copy with other call settings sharing this client's loop, pool and limits.
         Only the original's :meth:`close` shuts them down."""
-        copy = object.__new__(SyncClient)
-        copy._lock = self._lock
-        copy._closed = False
-        copy._owner = False
-        copy._loop = self._loop
-        copy._async = self._async.with_options(
+        other = copy.copy(self)
+        other._closed = False
+        other._owner = False
+        other._async = self._async.with_options(
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
@@ -392,8 +248,8 @@ class SyncClient:
             retry_policy=retry_policy,
             default_headers=default_headers,
         )
-        copy.sync = SyncResource(self._loop, copy._async.sync)
-        return copy
+        other.sync = SyncResource(self._loop, other._async.sync)
+        return other
 
     def pause_bulk_runs(self, *, until: datetime.datetime | None = None) -> None:
         """As :meth:`AsyncSyncClient.pause_bulk_runs` (safe from any thread)."""
@@ -422,6 +278,11 @@ class SyncClient:
     def http_library(self) -> HttpLibraryName:
         """The HTTP library this client runs on: ``"httpx"`` or ``"httpx2"``."""
         return self._async.http_library
+
+    @property
+    def limits(self) -> InProcessLimits:
+        """The limits shared by every call of this client (see :class:`AsyncSyncClient`)."""
+        return self._async.limits
 
     @property
     def is_closed(self) -> bool:

@@ -21,7 +21,17 @@ and results wait in a buffer of the pool's size until the consumer takes them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+import dataclasses
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sized,
+)
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,21 +41,29 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _protocol
+from ._config import positive_int
+from ._exceptions import CodatError, SyncWaitTimeoutError
+from ._limits import BulkLimits
 from ._models import CompanySyncStatus, SyncSummary
-from ._ratelimit import DEFAULT_BULK_REQUESTS_PER_MINUTE, RateLimiter
-from ._types import NotGiven
+from ._ratelimit import DEFAULT_BULK_REQUESTS_PER_MINUTE, validate_rate
+from ._response import APIResponse
+from ._types import CompanyId, NotGiven
+from ._waiting import validate_poll_settings
 
 if TYPE_CHECKING:
-    from ._client import _Core
+    from ._resources._surface import LoopCaller
 
 __all__ = [
     "DEFAULT_BULK_CONCURRENCY",
     "DEFAULT_WAIT_CONCURRENCY",
+    "BlockingBulkRun",
     "BulkProgress",
     "BulkResult",
     "BulkRun",
     "IdempotencyKeys",
     "ProgressCallback",
+    "trigger_run",
+    "wait_run",
 ]
 
 T = TypeVar("T")
@@ -113,6 +131,16 @@ IdempotencyKeys = Mapping[str, str] | Callable[[str], "str | None"]
 #: Called after every result, on the event loop; keep it quick.
 ProgressCallback = Callable[[BulkProgress], object]
 Job = Callable[[Any], Awaitable[BulkResult]]
+#: Validated poll settings: first interval, cap, timeout.
+Poll = tuple[float, float, float | None]
+#: What ``wait_for_many`` accepts for one sync.
+WaitTarget = (
+    BulkResult | SyncSummary | tuple[CompanyId, "CompanyId | SyncSummary | None"] | CompanyId
+)
+#: Waits for one sync (the client's ``wait_for_sync``).
+Waiter = Callable[[CompanyId, "CompanyId | SyncSummary | None", Poll], Awaitable[CompanySyncStatus]]
+#: Sends one trigger with its key.
+Trigger = Callable[[str, str], Awaitable[APIResponse[SyncSummary]]]
 
 
 def label(item: object) -> str:
@@ -131,25 +159,6 @@ def key_for(keys: IdempotencyKeys | None, company: str) -> str:
     return _protocol.validate_idempotency_key(chosen)
 
 
-def trigger_slots(count: int) -> anyio.Semaphore:
-    """The trigger slots of a waiting run (created on the run's event loop)."""
-    return anyio.Semaphore(count)
-
-
-@contextlib.asynccontextmanager
-async def one_trigger_per_company(core: _Core, company: str) -> AsyncIterator[None]:
-    """At most one bulk trigger in flight per company per client; a second waits."""
-    in_flight = core.triggers_in_flight
-    while (running := in_flight.get(company)) is not None:
-        await running.wait()
-    done = in_flight[company] = anyio.Event()
-    try:
-        yield
-    finally:
-        del in_flight[company]
-        done.set()
-
-
 class BulkRun:
     """A bulk run, not started yet: enter it with ``async with`` to get the results.
 
@@ -160,7 +169,7 @@ class BulkRun:
 
     def __init__(
         self,
-        core: _Core,
+        limits: BulkLimits,
         items: Iterable[Any] | AsyncIterable[Any],
         *,
         make_job: Callable[[], Job],
@@ -168,10 +177,12 @@ class BulkRun:
         requests_per_minute: float | NotGiven | None,
         on_progress: ProgressCallback | None,
         total: int | None,
+        on_enter: Callable[[], None],
     ) -> None:
         # Nothing here touches an event loop: the blocking facade builds runs in the
         # caller's thread and starts them on its loop.
-        self._core = core
+        self._limits = limits
+        self._on_enter = on_enter
         self._items = items
         self._make_job = make_job
         self._workers = workers
@@ -184,7 +195,7 @@ class BulkRun:
         self._crash: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._receive: MemoryObjectReceiveStream[BulkResult] | None = None
-        self._limiter: RateLimiter | None = None
+        self._rate_scope: contextlib.ExitStack | None = None
 
     @property
     def progress(self) -> BulkProgress:
@@ -195,20 +206,18 @@ class BulkRun:
         if self._entered:
             raise RuntimeError("a bulk run can be entered only once; start a new one")
         self._entered = True
-        core = self._core
-        core.check_usable()
+        self._on_enter()
         job = self._make_job()
-        if isinstance(self._rate, NotGiven):
-            if core.rate_limiter is None:
-                self._limiter = core.new_rate_limiter(DEFAULT_BULK_REQUESTS_PER_MINUTE)
-        elif self._rate is not None:
-            self._limiter = core.new_rate_limiter(self._rate)
+        rate = self._rate
+        if isinstance(rate, NotGiven):
+            rate = None if self._limits.rate_limited else DEFAULT_BULK_REQUESTS_PER_MINUTE
         send, receive = anyio.create_memory_object_stream[BulkResult](self._workers)
         self._receive = receive
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
-        if self._limiter is not None:
-            core.push_rate_limiter(self._limiter)
+        if rate is not None:
+            self._rate_scope = contextlib.ExitStack()
+            self._rate_scope.enter_context(self._limits.run_rate(rate))
         tg.start_soon(self._drive, job, send)
         return receive
 
@@ -232,8 +241,8 @@ class BulkRun:
                 suppressed = False
         finally:
             self._receive.close()
-            if self._limiter is not None:
-                self._core.pop_rate_limiter(self._limiter)
+            if self._rate_scope is not None:
+                self._rate_scope.close()
         if self._crash is not None:
             raise self._crash
         return suppressed
@@ -268,11 +277,10 @@ class BulkRun:
         pulled: MemoryObjectReceiveStream[Any],
         results: MemoryObjectSendStream[BulkResult],
     ) -> None:
-        core = self._core
         async with pulled, results:
             async for item in pulled:
                 # Paused (Codat's daily quota is spent): take no new company until resumed.
-                await core.bulk_pause.wait(core.clock)
+                await self._limits.wait_unpaused()
                 try:
                     result = await job(item)
                     self._done += 1
@@ -284,3 +292,215 @@ class BulkRun:
                     self._fail(exc)
                     return
                 await results.send(result)
+
+
+# -- the runs -------------------------------------------------------------------
+
+
+def _check_items(items: object) -> int | None:
+    """The input's size if known; ``TypeError`` for what is not an iterable of ids."""
+    if isinstance(items, (str, bytes)):
+        raise TypeError("pass an iterable of company ids, not a single string")
+    if not isinstance(items, (Iterable, AsyncIterable)):
+        raise TypeError(f"expected an iterable or async iterable, got {type(items).__name__}")
+    return len(items) if isinstance(items, Sized) else None
+
+
+def _run_rate(requests_per_minute: float | NotGiven | None) -> float | NotGiven | None:
+    if isinstance(requests_per_minute, NotGiven):
+        return requests_per_minute
+    return validate_rate("requests_per_minute", requests_per_minute)
+
+
+def trigger_run(
+    company_ids: Iterable[CompanyId] | AsyncIterable[CompanyId],
+    send: Trigger,
+    waiter: Waiter,
+    *,
+    limits: BulkLimits,
+    on_enter: Callable[[], None],
+    max_concurrency: int,
+    concurrency: int,
+    requests_per_minute: float | NotGiven | None,
+    idempotency_keys: IdempotencyKeys | None,
+    on_progress: ProgressCallback | None,
+    wait: bool,
+    wait_concurrency: int,
+    poll: Poll,
+) -> BulkRun:
+    """A run that triggers a sync per company (and, with ``wait``, waits for it)."""
+    triggers = min(positive_int("concurrency", concurrency), max_concurrency)
+    settings = validate_poll_settings(*poll) if wait else poll
+    workers = positive_int("wait_concurrency", wait_concurrency) if wait else triggers
+    total = _check_items(company_ids)
+    rate = _run_rate(requests_per_minute)
+
+    def make_job() -> Job:
+        # Waiting runs have more workers than trigger slots: a worker holds a slot
+        # only while its trigger is in flight, then waits for the sync without it.
+        slots = anyio.Semaphore(triggers) if wait else None
+
+        async def job(item: Any) -> BulkResult:
+            try:
+                company = _protocol.canonical_company_id(item)
+            except ValueError as exc:
+                return BulkResult(company_id=label(item), error=exc)
+            try:
+                key = key_for(idempotency_keys, company)
+            except ValueError as exc:
+                return BulkResult(company_id=company, error=exc)
+            try:
+                async with limits.one_trigger(company):
+                    if slots is None:
+                        response = await send(company, key)
+                    else:
+                        async with slots:
+                            response = await send(company, key)
+            except CodatError as exc:
+                attempts = getattr(exc, "attempts", 0)
+                return BulkResult(company, error=exc, attempts=attempts, idempotency_key=key)
+            result = BulkResult(
+                company, summary=response.parsed, attempts=response.attempts, idempotency_key=key
+            )
+            if not wait:
+                return result
+            return await _wait_result(waiter, result, response.parsed, settings)
+
+        return job
+
+    return BulkRun(
+        limits,
+        company_ids,
+        make_job=make_job,
+        workers=workers,
+        requests_per_minute=rate,
+        on_progress=on_progress,
+        total=total,
+        on_enter=on_enter,
+    )
+
+
+def wait_run(
+    syncs: Iterable[WaitTarget] | AsyncIterable[WaitTarget],
+    waiter: Waiter,
+    *,
+    limits: BulkLimits,
+    on_enter: Callable[[], None],
+    concurrency: int,
+    requests_per_minute: float | NotGiven | None,
+    on_progress: ProgressCallback | None,
+    poll: Poll,
+) -> BulkRun:
+    """A run that waits for many syncs."""
+    settings = validate_poll_settings(*poll)
+    workers = positive_int("concurrency", concurrency)
+    total = _check_items(syncs)
+    rate = _run_rate(requests_per_minute)
+
+    def make_job() -> Job:
+        async def job(item: Any) -> BulkResult:
+            try:
+                base, target = _wait_target(item)
+            except ValueError as exc:
+                return BulkResult(company_id=label(item), error=exc)
+            if base.error is not None:
+                return base
+            return await _wait_result(waiter, base, target, settings)
+
+        return job
+
+    return BulkRun(
+        limits,
+        syncs,
+        make_job=make_job,
+        workers=workers,
+        requests_per_minute=rate,
+        on_progress=on_progress,
+        total=total,
+        on_enter=on_enter,
+    )
+
+
+async def _wait_result(
+    waiter: Waiter, base: BulkResult, target: CompanyId | SyncSummary | None, poll: Poll
+) -> BulkResult:
+    try:
+        status = await waiter(base.company_id, target, poll)
+    except SyncWaitTimeoutError as exc:
+        return dataclasses.replace(base, error=exc, status=exc.last_status)
+    except (CodatError, ValueError) as exc:
+        return dataclasses.replace(base, error=exc)
+    return dataclasses.replace(base, status=status)
+
+
+def _wait_target(item: Any) -> tuple[BulkResult, CompanyId | SyncSummary | None]:
+    """What to wait for: the result to extend and the sync (summary, id or None)."""
+    if isinstance(item, BulkResult):
+        return item, item.summary
+    if isinstance(item, SyncSummary):
+        if not item.company_id:
+            raise ValueError("this SyncSummary has no companyId; pass (company_id, summary)")
+        company = _protocol.canonical_company_id(item.company_id)
+        return BulkResult(company, summary=item), item
+    if isinstance(item, tuple) and len(item) == 2:
+        company = _protocol.canonical_company_id(item[0])
+        summary = item[1] if isinstance(item[1], SyncSummary) else None
+        return BulkResult(company, summary=summary), item[1]
+    return BulkResult(_protocol.canonical_company_id(item)), None
+
+
+class BlockingBulkRun:
+    """A bulk run for blocking code: iterate it for :class:`BulkResult` values.
+
+    ::
+
+        for result in client.sync.request_sync_many(ids):
+            ...
+
+        with client.sync.request_sync_many(ids) as results:   # stops on leaving the block
+            for result in results:
+                ...
+
+    The run works on the client's event loop; each result crosses to your thread as
+    you ask for it. Breaking out of the loop, an exception or Ctrl-C stops the run
+    and waits for its tasks to end. (A bare ``for`` stops it when the loop's iterator
+    is released, which CPython does at once; ``with`` makes it explicit.)
+    """
+
+    def __init__(self, loop: LoopCaller, run: BulkRun) -> None:
+        self._loop = loop
+        self._run = run
+        self._cm: Any = None
+
+    @property
+    def progress(self) -> BulkProgress:
+        """The run's :class:`BulkProgress` so far."""
+        return self._run.progress
+
+    def __enter__(self) -> Iterator[BulkResult]:
+        if self._cm is not None:
+            raise RuntimeError("a bulk run can be entered only once; start a new one")
+        self._cm = self._loop.wrap_async_context_manager(self._run)
+        results = self._cm.__enter__()
+        return self._results(results)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        result: bool | None = self._cm.__exit__(exc_type, exc, tb)
+        return result
+
+    def __iter__(self) -> Iterator[BulkResult]:
+        with self as results:
+            yield from results
+
+    def _results(self, results: Any) -> Iterator[BulkResult]:
+        while True:
+            try:
+                item: BulkResult = self._loop.call(results.__anext__)
+            except (StopAsyncIteration, anyio.ClosedResourceError):
+                return  # the run ended (or stopped: leaving the block raises why)
+            yield item

@@ -7,6 +7,7 @@ construction (or before a call), with a message that never contains the key.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import os
 import platform
@@ -320,3 +321,17 @@ def _check_policy(policy: object) -> RetryPolicy:
     if not isinstance(policy, RetryPolicy):
         raise ConfigurationError("retry_policy must be a RetryPolicy")
     return policy
+
+
+def secret_forms(auth_header: str) -> tuple[str, ...]:
+    """Every form of the credential that must never appear in a message."""
+    forms = {auth_header}
+    scheme, _, token = auth_header.partition(" ")
+    if token:
+        forms.add(token)
+        if scheme.lower() == "basic":
+            import binascii
+
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                forms.add(base64.b64decode(token, validate=True).decode("utf-8"))
+    return tuple(sorted((form for form in forms if len(form) >= 4), key=len, reverse=True))

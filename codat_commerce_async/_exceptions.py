@@ -181,12 +181,12 @@ class APIConnectionError(APIError):
 
     ``request_sent`` is False when the failure happened before the request could
     have reached Codat (connection refused, DNS), so it certainly had no effect.
+    ``not_retried_because`` says why the SDK does not retry this failure when another
+    attempt would fail the same way (None: it is retried as attempts and time allow).
     """
 
     request_sent: bool
-    # False when another attempt would fail the same way (the request could not be
-    # built, or the server chose an encoding we refuse); read by the retry classifier.
-    _retryable: bool = True
+    not_retried_because: str | None
 
     def __init__(
         self,
@@ -196,11 +196,13 @@ class APIConnectionError(APIError):
         idempotency_key: str | None = None,
         attempts: int = 1,
         request_sent: bool = True,
+        not_retried_because: str | None = None,
     ) -> None:
         super().__init__(
             message, request=request, idempotency_key=idempotency_key, attempts=attempts
         )
         self.request_sent = request_sent
+        self.not_retried_because = not_retried_because
 
 
 class APITimeoutError(APIConnectionError):
@@ -221,6 +223,7 @@ class APITimeoutError(APIConnectionError):
         attempts: int = 1,
         phase: str = "read",
         request_sent: bool = True,
+        not_retried_because: str | None = None,
     ) -> None:
         super().__init__(
             message,
@@ -228,12 +231,17 @@ class APITimeoutError(APIConnectionError):
             idempotency_key=idempotency_key,
             attempts=attempts,
             request_sent=request_sent,
+            not_retried_because=not_retried_because,
         )
         self.phase = phase
 
 
 class APITLSError(APIConnectionError):
     """The TLS handshake failed (bad or untrusted certificate). Never retried."""
+
+    def __init__(self, message: str = "TLS failure", **kwargs: Any) -> None:
+        kwargs.setdefault("not_retried_because", "a TLS failure repeats on every attempt")
+        super().__init__(message, **kwargs)
 
 
 class ResponseTooLargeError(APIError):

@@ -26,11 +26,15 @@ if TYPE_CHECKING:
 __all__ = [
     "Operation",
     "canonical_company_id",
+    "date_range_payload",
     "format_datetime",
     "parse_error_body",
     "parse_success",
     "request_sync",
     "request_sync_for_date_range",
+    "sync_to_payload",
+    "trigger_historic",
+    "trigger_latest",
     "validate_idempotency_key",
 ]
 
@@ -148,27 +152,18 @@ def _dumps(payload: object) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def request_sync(company_id: CompanyId, sync_to: DateInput | None) -> Operation[SyncSummary]:
-    """``POST /companies/{id}/sync/commerce/latest`` with ``{"syncTo": ...}`` when given."""
-    company = canonical_company_id(company_id)
+def sync_to_payload(sync_to: DateInput | None) -> bytes:
+    """The body of ``request_sync``: ``{"syncTo": ...}`` when given; ``ValueError`` for
+    a date that is not one (validated once, before any company is touched)."""
     body: dict[str, str] = {}
     if sync_to is not None:
         body["syncTo"] = format_datetime(to_utc(sync_to, "sync_to"))
-    return Operation(
-        method="POST",
-        path=f"/companies/{company}/sync/commerce/latest",
-        body=_dumps(body),
-        model=SyncSummary,
-        company_id=company,
-        idempotent=False,
-    )
+    return _dumps(body)
 
 
-def request_sync_for_date_range(
-    company_id: CompanyId, start: DateInput, finish: DateInput
-) -> Operation[SyncSummary]:
-    """``POST /meta/companies/{id}/sync/commerce/historic`` with ``{"dateRange": {...}}``."""
-    company = canonical_company_id(company_id)
+def date_range_payload(start: DateInput, finish: DateInput) -> bytes:
+    """The body of ``request_sync_for_date_range``: ``{"dateRange": {...}}``;
+    ``ValueError`` for a bad date or ``start`` after ``finish``."""
     start_utc = to_utc(start, "start")
     finish_utc = to_utc(finish, "finish")
     if start_utc > finish_utc:
@@ -176,14 +171,44 @@ def request_sync_for_date_range(
             f"start ({format_datetime(start_utc)}) is after finish ({format_datetime(finish_utc)})"
         )
     window = {"start": format_datetime(start_utc), "finish": format_datetime(finish_utc)}
+    return _dumps({"dateRange": window})
+
+
+def trigger_latest(company_id: CompanyId, payload: bytes) -> Operation[SyncSummary]:
+    """``POST /companies/{id}/sync/commerce/latest`` with a :func:`sync_to_payload`."""
+    return _trigger("/companies/{}/sync/commerce/latest", canonical_company_id(company_id), payload)
+
+
+def trigger_historic(company_id: CompanyId, payload: bytes) -> Operation[SyncSummary]:
+    """``POST /meta/companies/{id}/sync/commerce/historic`` with a :func:`date_range_payload`."""
+    company = canonical_company_id(company_id)
+    return _trigger("/meta/companies/{}/sync/commerce/historic", company, payload)
+
+
+def _trigger(path: str, company: str, payload: bytes) -> Operation[SyncSummary]:
     return Operation(
         method="POST",
-        path=f"/meta/companies/{company}/sync/commerce/historic",
-        body=_dumps({"dateRange": window}),
+        path=path.format(company),
+        body=payload,
         model=SyncSummary,
         company_id=company,
         idempotent=False,
     )
+
+
+def request_sync(company_id: CompanyId, sync_to: DateInput | None) -> Operation[SyncSummary]:
+    """``POST /companies/{id}/sync/commerce/latest`` with ``{"syncTo": ...}`` when given."""
+    company = canonical_company_id(company_id)
+    return _trigger("/companies/{}/sync/commerce/latest", company, sync_to_payload(sync_to))
+
+
+def request_sync_for_date_range(
+    company_id: CompanyId, start: DateInput, finish: DateInput
+) -> Operation[SyncSummary]:
+    """``POST /meta/companies/{id}/sync/commerce/historic`` with ``{"dateRange": {...}}``."""
+    company = canonical_company_id(company_id)
+    payload = date_range_payload(start, finish)
+    return _trigger("/meta/companies/{}/sync/commerce/historic", company, payload)
 
 
 def sync_status(company_id: CompanyId, which: str) -> Operation[CompanySyncStatus]:

@@ -1,4 +1,4 @@
-"""When to retry and how long to wait: pure decisions, wired together by tenacity.
+"""When to retry, how long to wait, and the retry loop that applies the decisions.
 
 The three decisions are plain functions of their inputs (the outcome, the attempt
 number, the clock's remaining budget and a random source), so they are tested
@@ -13,15 +13,16 @@ Why POSTs are retried at all: every attempt of one call carries the same
 ``Idempotency-Key``, and Codat answers a repeated key with the first response
 (or 409 while the first is still running), so a retry cannot start a second sync.
 Why a 500 is not: Codat caches and replays it for that key, so a retry cannot help.
+
+:func:`run_with_retries` is the whole loop (a plain loop: see docs/architecture.md
+for why not tenacity). :func:`may_resend_with_new_key` answers the question a caller
+asks after the SDK gave up: may I send this again with a *new* key?
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-from tenacity import AsyncRetrying, RetryCallState
+from typing import TYPE_CHECKING, TypeVar
 
 from ._config import RetryPolicy
 from ._exceptions import (
@@ -30,21 +31,32 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     APITLSError,
+    ConfigurationError,
     RateLimitError,
+    RetryBudgetExhaustedError,
     parse_retry_after,
 )
 
+if TYPE_CHECKING:
+    from ._call import Call
+    from ._response import APIResponse
+
 __all__ = [
-    "RetryAccount",
     "RetryBudget",
-    "build_retrying",
     "compute_wait",
     "is_retryable",
+    "may_resend_with_new_key",
+    "run_with_retries",
     "should_stop",
 ]
 
+T = TypeVar("T")
+
 #: Statuses worth another attempt with the same key.
 RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
+#: Refusals after which only the *same* key is safe: the first request may still be
+#: running (409), or may have reached Codat before the refusal (408, 429).
+RESEND_WITH_SAME_KEY = frozenset({408, 409, 429})
 
 
 def is_retryable(exc: BaseException | None, *, attempt: int, idempotent: bool) -> bool:
@@ -73,8 +85,24 @@ def is_retryable(exc: BaseException | None, *, attempt: int, idempotent: bool) -
     if isinstance(exc, APITimeoutError) and exc.phase == "deadline":
         return False
     if isinstance(exc, APIConnectionError):
-        return exc._retryable
+        return exc.not_retried_because is None
     return False
+
+
+def may_resend_with_new_key(exc: BaseException) -> bool:
+    """Whether a failed trigger certainly started nothing at Codat, so sending it
+    again with a *new* idempotency key cannot start a second sync.
+
+    True for a 4xx refusal other than 408/409/429, for a connection failure whose
+    only attempt never reached Codat (``request_sent`` False), and for errors raised
+    before any I/O (``ValueError`` for bad input). Otherwise resend with the same key.
+    """
+    if isinstance(exc, APIStatusError):
+        status = exc.status_code
+        return 400 <= status < 500 and status not in RESEND_WITH_SAME_KEY
+    if isinstance(exc, APIConnectionError):
+        return not exc.request_sent and exc.attempts <= 1
+    return not isinstance(exc, APIError)
 
 
 def backoff_ceiling(attempt: int, policy: RetryPolicy) -> float:
@@ -130,68 +158,53 @@ def _retry_after(exc: BaseException | None) -> float | None:
     return None
 
 
-def build_retrying(
-    *,
-    max_retries: int,
-    policy: RetryPolicy,
-    idempotent: bool,
-    remaining: Callable[[], float | None],
-    rand: random.Random,
-    sleep: Callable[[float], Awaitable[None]],
-    before_sleep: Callable[[RetryCallState], Any] | None = None,
-    budget: RetryBudget | None = None,
-    account: RetryAccount | None = None,
-) -> AsyncRetrying:
-    """A tenacity controller that applies the three decisions above.
+async def run_with_retries(call: Call[T]) -> APIResponse[T]:
+    """Attempt ``call`` until it succeeds or the decisions above say stop.
 
-    ``remaining`` reports what is left of the call's deadline; ``budget`` (shared by
-    the client) pays for each retry, and ``account`` records what this call took.
-    Errors are re-raised
-    as they are (``reraise=True``), never wrapped in ``tenacity.RetryError``.
+    Every attempt, the first included, goes through the same three decisions; the
+    first attempt pays for nothing else (most calls succeed first time). Each retry
+    is paid for from the client's :class:`RetryBudget`, and refunded on success.
     """
-
-    def retry(state: RetryCallState) -> bool:
-        outcome = state.outcome
-        if outcome is None or not outcome.failed:
-            return False
-        return is_retryable(
-            outcome.exception(), attempt=state.attempt_number, idempotent=idempotent
-        )
-
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        return compute_wait(exc, attempt=state.attempt_number, policy=policy, rand=rand)
-
-    def stop(state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if should_stop(
-            exc,
-            attempt=state.attempt_number,
-            max_retries=max_retries,
-            wait=state.upcoming_sleep,
-            remaining=remaining(),
-            policy=policy,
-        ):
-            return True
-        if budget is None:
-            return False
-        cost = budget.cost_of(exc)
-        if budget.try_acquire(cost):
-            if account is not None:
-                account.paid += cost
-            return False
-        if account is not None:
-            account.refused = True
-        return True
-
-    return AsyncRetrying(
-        retry=retry,
-        wait=wait,
-        stop=stop,
-        sleep=sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+    settings = call.settings
+    policy = settings.retry_policy
+    budget = call.core.retry_budget
+    paid = 0
+    while True:
+        try:
+            result = await call.attempt()
+        except APIError as exc:
+            attempt = call.attempts
+            if settings.max_retries == 0 or not is_retryable(
+                exc, attempt=attempt, idempotent=call.op.idempotent
+            ):
+                raise
+            wait = compute_wait(exc, attempt=attempt, policy=policy, rand=call.core.jitter)
+            if should_stop(
+                exc,
+                attempt=attempt,
+                max_retries=settings.max_retries,
+                wait=wait,
+                remaining=call.remaining(),
+                policy=policy,
+            ):
+                raise
+            if budget is not None:
+                cost = budget.cost_of(exc)
+                if not budget.try_acquire(cost):
+                    raise RetryBudgetExhaustedError(
+                        "the client's retry budget is empty, so this call was not retried "
+                        f"(last error: {type(exc).__name__}: {exc.message})",
+                        request=exc.request,
+                        idempotency_key=exc.idempotency_key,
+                        attempts=exc.attempts,
+                    ) from exc
+                paid += cost
+            call.retry_scheduled(exc, wait)
+            await call.core.clock.sleep(wait)
+            continue
+        if budget is not None:
+            budget.release(paid)
+        return result
 
 
 class RetryBudget:
@@ -220,8 +233,6 @@ class RetryBudget:
             ("success_refund", success_refund),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                from ._exceptions import ConfigurationError
-
                 raise ConfigurationError(f"RetryBudget {name} must be an integer >= 0")
         self.capacity = capacity
         self.retry_cost = retry_cost
@@ -253,13 +264,3 @@ class RetryBudget:
 
     def __repr__(self) -> str:
         return f"RetryBudget(available={self._tokens}, capacity={self.capacity})"
-
-
-class RetryAccount:
-    """What one call's retries took from the budget, and whether it was refused."""
-
-    __slots__ = ("paid", "refused")
-
-    def __init__(self) -> None:
-        self.paid = 0
-        self.refused = False

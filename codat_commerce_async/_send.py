@@ -1,6 +1,9 @@
-"""One attempt: send, read the body within bounds, and translate lower-layer errors.
+"""The HTTP library seam: build a request, send it once, read the body within bounds,
+and translate lower-layer errors.
 
-This is the only place that touches the transport. It guarantees that:
+This is the only module that touches the requests, responses, transports and errors of
+the HTTP library a client runs on: httpx, or httpx2 (the same API under another name,
+through :class:`~._http_library.HttpLibrary`). It guarantees that:
 - nothing but our own exception types leaves it (cancellation aside);
 - a body above the size cap, raw or decompressed, is refused without buffering it,
   and its connection is closed rather than returned to the pool;
@@ -14,10 +17,11 @@ import datetime
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
+import httpx
 
 from ._exceptions import (
     APIConnectionError,
@@ -26,18 +30,139 @@ from ._exceptions import (
     APITLSError,
     ResponseTooLargeError,
 )
-from ._http_library import ErrorClasses
+from ._http_library import ErrorClasses, HttpLibrary
 
 if TYPE_CHECKING:
-    from ._types import Request, Response
+    from ._types import AsyncBaseTransport, AsyncClient, Request, Response
 
-__all__ = ["read_body", "send_attempt", "translate_transport_error"]
+__all__ = [
+    "HttpPool",
+    "RequestTemplate",
+    "read_body",
+    "send_attempt",
+    "translate_transport_error",
+]
 
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
+Send = Callable[["Request"], Awaitable["Response"]]
+
+
+class HttpPool:
+    """The connection pool a client sends through: one the SDK builds (and rebuilds
+    after a fork), the caller's ``transport`` under an SDK-built client, or the
+    caller's own ``httpx.AsyncClient`` / ``httpx2.AsyncClient`` (never closed here).
+    Everything is built with ``library``."""
+
+    def __init__(
+        self,
+        *,
+        library: HttpLibrary,
+        http_client: AsyncClient | None,
+        transport: AsyncBaseTransport | None,
+        verify: ssl.SSLContext | bool,
+        timeout: httpx.Timeout,
+        max_connections: int,
+    ) -> None:
+        self.library = library
+        self._rebuild: Callable[[], AsyncBaseTransport] | None = None
+        self.owned = http_client is None
+        if http_client is not None:
+            self._use(http_client, None)
+            return
+        if transport is None:
+
+            def build() -> AsyncBaseTransport:
+                return library.pool_transport(
+                    verify=verify, max_connections=max_connections, keepalive_expiry=30.0
+                )
+
+            self._rebuild = build
+            transport = build()
+        self._timeout = timeout
+        self._use(library.lifecycle_client(transport, timeout), transport)
+
+    def _use(self, http: AsyncClient, transport: AsyncBaseTransport | None) -> None:
+        self.http = http
+        # Our own pool: call its transport directly, skipping httpx.AsyncClient.send's
+        # auth, redirect, cookie and hook handling (docs/performance.md). A borrowed
+        # client keeps its own send (its mounts, proxies and event hooks).
+        self.send: Send = (
+            transport.handle_async_request  # type: ignore[assignment]
+            if transport is not None
+            else _client_send(http)
+        )
+
+    def max_connections(self) -> int | None:
+        """Best effort: the connection limit of a borrowed client's default transport."""
+        # httpx has no public accessor for a client's limits: read its transport's pool.
+        pool = getattr(getattr(self.http, "_transport", None), "_pool", None)
+        size = getattr(pool, "_max_connections", None)
+        return size if isinstance(size, int) and size > 0 else None
+
+    def rebuild(self) -> bool:
+        """A fresh pool after a fork (the parent's is abandoned, not closed: closing
+        would end its connections). False when the pool is the caller's."""
+        if self._rebuild is None:
+            return False
+        transport = self._rebuild()
+        self._use(self.library.lifecycle_client(transport, self._timeout), transport)
+        return True
+
+    async def aclose(self) -> None:
+        if self.owned:
+            await self.http.aclose()
+
+
+def _client_send(http: AsyncClient) -> Send:
+    async def send(request: Request) -> Response:
+        return await http.send(
+            request,  # type: ignore[arg-type]
+            stream=True,
+            follow_redirects=False,
+            auth=None,
+        )
+
+    return send
+
+
+class RequestTemplate:
+    """What every request of a client carries: the URL prefix and the headers (in the
+    client's library)."""
+
+    __slots__ = ("headers", "library", "url_prefix")
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], library: HttpLibrary) -> None:
+        self.url_prefix = base_url
+        self.library = library
+        # Normalised once; each request copies it (a list copy) and adds its key.
+        self.headers = library.headers(dict(headers))
+
+    def build(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        idempotency_key: str | None,
+        timeout: httpx.Timeout,
+        extra_headers: Sequence[tuple[str, str]] = (),
+    ) -> Request:
+        headers = self.headers.copy()
+        for name, value in extra_headers:
+            headers[name] = value
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return self.library.request(
+            method,
+            self.url_prefix + path,
+            headers=headers,
+            content=body,
+            extensions={"timeout": timeout.as_dict()},
+        )
+
 
 async def send_attempt(
-    send: Callable[[Request], Awaitable[Response]],
+    send: Send,
     request: Request,
     *,
     max_response_size: int,
@@ -82,8 +207,12 @@ async def send_attempt(
         # Raised outside the handler, so that not even ``__context__`` keeps the
         # lower-layer exception whose message quoted a credential.
         raise withheld
-    response._content = body  # so response.content / .json() work for raw access
-    if not hasattr(response, "_elapsed"):  # in-memory transports never set it
+    # httpx has no public way to attach a body read outside it; this makes
+    # response.content / .json() work for raw access.
+    response._content = body
+    try:
+        response.elapsed  # noqa: B018 - set by httpx's own transports
+    except RuntimeError:  # in-memory transports never set it
         response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
     return response, body
 
@@ -109,13 +238,12 @@ async def read_body(response: Response, limit: int, errors: ErrorClasses) -> byt
     if coding and coding != "identity":
         wbits = _ENCODINGS.get(coding)
         if wbits is None:
-            error = APIConnectionError(
+            raise APIConnectionError(
                 f"Codat's response uses an unsupported content encoding {coding[:40]!r}",
                 request=response.request,
+                # The server chose it: a retry gets the same (for a POST, a replayed) answer.
+                not_retried_because="Codat chose a content encoding the SDK refuses",
             )
-            # The server chose it: a retry gets the same (for a POST, a replayed) answer.
-            error._retryable = False
-            raise error
         decoder = zlib.decompressobj(wbits=wbits)
     raw_total = 0
     parts: list[bytes] = []
@@ -208,8 +336,7 @@ def _is_tls_failure(exc: BaseException) -> bool:
 def translate_transport_error(
     exc: Exception, request: Request, secrets: Sequence[str], errors: ErrorClasses
 ) -> APIConnectionError:
-    """Map an exception from the transport to ours, most specific first. ``errors`` are
-    the client's library's classes (httpx2's mirror httpx's one for one)."""
+    """Map an exception from the transport to ours, most specific first."""
     detail = str(exc) or type(exc).__name__
     if _mentions_secret(detail, secrets):
         detail = f"{type(exc).__name__} (message withheld: it contained a credential)"
@@ -230,11 +357,12 @@ def translate_transport_error(
             f"could not connect to Codat: {detail}", request=request, request_sent=False
         )
     if isinstance(exc, errors.unsendable):
-        error = APIConnectionError(
-            f"the request could not be sent: {detail}", request=request, request_sent=False
+        return APIConnectionError(
+            f"the request could not be sent: {detail}",
+            request=request,
+            request_sent=False,
+            not_retried_because="the request itself is invalid; it would fail the same way",
         )
-        error._retryable = False
-        return error
     if isinstance(exc, errors.transport):
         return APIConnectionError(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
@@ -248,8 +376,8 @@ def translate_transport_error(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
         )
     # Anything else comes from a custom transport or an in-process app: not ours to retry.
-    error = APIConnectionError(
-        f"the transport failed: {type(exc).__name__}: {detail}", request=request
+    return APIConnectionError(
+        f"the transport failed: {type(exc).__name__}: {detail}",
+        request=request,
+        not_retried_because="the error came from a custom transport, not the network",
     )
-    error._retryable = False
-    return error

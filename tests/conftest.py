@@ -1,9 +1,11 @@
-"""Shared fixtures: a scripted in-memory Codat, a fake clock, and the canary key."""
+"""Shared fixtures and helpers: a scripted in-memory Codat, the virtual clock
+(``ManualClock``, the public seam), company ids and the canary key."""
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from codat_commerce_async import AsyncSyncClient
+from codat_commerce_async.testing import ManualClock
 
 from ._http import LIBRARIES, httpx, select, selected
 
@@ -80,27 +83,14 @@ class ScriptedCodat:
         return json.loads(self.requests[index].content)
 
 
-class FakeClock:
-    """A monotonic clock that only moves when the SDK sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+def virtual_clock() -> ManualClock:
+    """The suite's clock: virtual time from 1000 s, seeded jitter (the public seam)."""
+    return ManualClock(1000.0)
 
 
-def install_clock(client: AsyncSyncClient, clock: FakeClock | None = None) -> FakeClock:
-    clock = clock or FakeClock()
-    client._core.clock = clock
-    client._core.sleep = clock.sleep
-    client._core.random.seed(1234)
-    return clock
+def new_company() -> str:
+    """A fresh company id."""
+    return str(uuid.uuid4())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -132,10 +122,19 @@ def http_library() -> str:
     return selected()
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Every anyio test in this suite runs on asyncio and on trio."""
-    return str(request.param)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """anyio's plugin runs each anyio test on every installed backend (asyncio and
+    trio); a test or module marked ``asyncio_only`` keeps only its asyncio run."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("anyio_backend") == "trio" and item.get_closest_marker("asyncio_only"):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -144,11 +143,16 @@ def codat() -> ScriptedCodat:
 
 
 @pytest.fixture
-async def client(codat: ScriptedCodat) -> AsyncIterator[AsyncSyncClient]:
+def clock() -> ManualClock:
+    """The virtual clock of the ``client`` fixture (and of ``fake`` in tests/testing)."""
+    return virtual_clock()
+
+
+@pytest.fixture
+async def client(codat: ScriptedCodat, clock: ManualClock) -> AsyncIterator[AsyncSyncClient]:
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, base_url=BASE_URL, transport=httpx.MockTransport(codat)
+        api_key=CANARY_KEY, base_url=BASE_URL, transport=httpx.MockTransport(codat), clock=clock
     ) as c:
-        install_clock(c)
         yield c
 
 

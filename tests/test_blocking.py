@@ -21,7 +21,7 @@ from codat_commerce_async import (
 )
 
 from ._http import httpx
-from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, install_clock
+from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, virtual_clock
 
 
 def _loop_threads() -> list[threading.Thread]:
@@ -30,8 +30,8 @@ def _loop_threads() -> list[threading.Thread]:
 
 @pytest.fixture
 def blocking(codat: ScriptedCodat):  # type: ignore[no-untyped-def]
-    with SyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
-        install_clock(client._async)
+    transport = httpx.MockTransport(codat)
+    with SyncClient(api_key=CANARY_KEY, transport=transport, clock=virtual_clock()) as client:
         yield client
 
 
@@ -47,14 +47,6 @@ def test_same_result_as_async(blocking: SyncClient, codat: ScriptedCodat) -> Non
 
     assert asyncio.run(via_async()) == summary
     assert codat.requests[0].content == codat.requests[1].content
-
-
-def test_every_async_method_has_a_blocking_twin() -> None:
-    from codat_commerce_async._blocking import SyncResource
-    from codat_commerce_async._resources.sync import AsyncSyncResource
-
-    public = {n for n in vars(AsyncSyncResource) if not n.startswith("_")}
-    assert public <= set(vars(SyncResource))
 
 
 def test_same_errors_as_async(blocking: SyncClient, codat: ScriptedCodat) -> None:
@@ -124,7 +116,7 @@ def test_bad_settings_raise_in_the_callers_thread_and_leave_no_thread() -> None:
 
 def test_with_options_shares_the_loop_and_pool(blocking: SyncClient, codat: ScriptedCodat) -> None:
     fast = blocking.with_options(max_retries=0)
-    assert fast._loop is blocking._loop and fast._async._core is blocking._async._core
+    assert fast.limits is blocking.limits  # one loop, one pool, one set of limits
     codat.then(httpx.Response(503, json=error_body(503)))
     with pytest.raises(InternalServerError):
         fast.sync.request_sync(COMPANY)

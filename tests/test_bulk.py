@@ -28,9 +28,8 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, Fault
 
-from ._autojump import AutojumpClock, install_autojump
 from ._http import httpx
-from .conftest import CANARY_KEY, SUMMARY, ScriptedCodat, error_body
+from .conftest import CANARY_KEY, SUMMARY, ScriptedCodat, error_body, virtual_clock
 
 _COMPANY_RE = re.compile(r"/companies/([0-9a-f-]{36})/")
 
@@ -211,7 +210,7 @@ async def test_duplicates_wait_for_the_first_and_never_overlap() -> None:
             [a, a, a, b], concurrency=4, idempotency_keys={a: str(uuid.UUID(int=1))}
         ) as results:
             seen = [r async for r in results]
-        assert client._core.triggers_in_flight == {}
+        assert client.limits.triggers_in_flight == frozenset()
     assert Counter(r.company_id for r in seen) == {a: 3, b: 1}
     assert slow.peak[a] == 1  # serialized
     assert Counter(company_of(r) for r in slow.requests) == {a: 3, b: 1}
@@ -295,19 +294,20 @@ async def test_idempotency_keys_from_a_function(
 
 @pytest.mark.anyio
 async def test_a_429_pauses_every_worker_until_retry_after(codat: ScriptedCodat) -> None:
-    clock = AutojumpClock()
+    clock = virtual_clock()
     times: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        times.append(clock.now)
+        times.append(clock.now())
         if len(times) == 1:
             return httpx.Response(429, json=error_body(429), headers={"Retry-After": "5"})
         return summary_for(request)
 
     codat.default = handler
-    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
-        install_autojump(client, clock)
-        async with clock.running():
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), clock=clock
+    ) as client:
+        async with clock.autojump():
             run = client.sync.request_sync_many(ids(40), concurrency=5, requests_per_minute=600)
             async with run as results:
                 seen = [r async for r in results]
@@ -345,12 +345,12 @@ async def test_the_gate_end_to_end_against_the_fake() -> None:
 
 @pytest.mark.anyio
 async def test_rate_limit_covers_triggers_polls_and_other_calls(codat: ScriptedCodat) -> None:
-    clock = AutojumpClock()
+    clock = virtual_clock()
     times: list[tuple[float, str]] = []
     polls: Counter[str] = Counter()
 
     def handler(request: httpx.Request) -> httpx.Response:
-        times.append((clock.now, request.method))
+        times.append((clock.now(), request.method))
         if request.method == "POST":
             return summary_for(request)
         company = company_of(request)
@@ -359,22 +359,23 @@ async def test_rate_limit_covers_triggers_polls_and_other_calls(codat: ScriptedC
         return httpx.Response(200, json={"companyId": company, "syncStatusCode": code})
 
     codat.default = handler
-    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
-        install_autojump(client, clock)
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), clock=clock
+    ) as client:
         other = ids(1)[0]
 
         async def meanwhile() -> None:
             for _ in range(10):
                 await client.sync.get_latest_sync(other)
 
-        async with clock.running(), anyio.create_task_group() as tg:
+        async with clock.autojump(), anyio.create_task_group() as tg:
             run = client.sync.request_sync_many(
                 ids(30), wait=True, requests_per_minute=600, poll_interval=1.0
             )
             async with run as results:
                 tg.start_soon(meanwhile)
                 seen = [r async for r in results]
-        assert client._core.rate_limiter is None  # the run's bucket is gone with it
+        assert client.limits.current_rate is None  # the run's bucket is gone with it
     assert all(r.ok and r.status is not None and r.status.succeeded for r in seen)
     stamps = sorted(t for t, _ in times)
     assert len(stamps) == 30 + 60 + 10
@@ -393,7 +394,7 @@ async def test_default_run_limit_is_900_unless_the_client_has_one(
     seen_limits: list[float | None] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        limiter = client._core.rate_limiter
+        limiter = client.limits.current_rate
         seen_limits.append(limiter.requests_per_minute if limiter else None)
         return summary_for(request)
 
@@ -405,7 +406,7 @@ async def test_default_run_limit_is_900_unless_the_client_has_one(
     async with client.sync.request_sync_many(ids(2), requests_per_minute=120) as results:
         [r async for r in results]
     assert seen_limits == [900.0, 900.0, None, None, 120.0, 120.0]
-    assert client._core.rate_limiter is None
+    assert client.limits.current_rate is None
 
 
 # -- cancellation ------------------------------------------------------------------------
@@ -428,9 +429,8 @@ async def test_breaking_out_stops_the_run_and_the_client_stays_usable() -> None:
         await anyio.sleep(0.15)
         assert len(fake.requests) == sent < 30  # nothing runs behind our back
         assert fake.in_flight() == 0
-        core = client._core
-        assert core.triggers_in_flight == {}
-        assert core.rate_limiter is None
+        assert client.limits.triggers_in_flight == frozenset()
+        assert client.limits.current_rate is None
         summary = await client.sync.request_sync(ids(1)[0])  # still usable
         assert summary.commerce_sync_id
 
@@ -450,7 +450,7 @@ async def test_cancelling_from_outside_stops_promptly() -> None:
         assert time.monotonic() - started < 0.6
         assert seen < 500
         assert fake.in_flight() == 0
-        assert client._core.triggers_in_flight == {}
+        assert client.limits.triggers_in_flight == frozenset()
         assert (await client.sync.get_latest_sync(fake.syncs[0].company_id)).sync_id
 
 
@@ -461,7 +461,7 @@ async def test_your_exception_in_the_block_comes_out_as_is(
     codat.default = summary_for
     with pytest.raises(KeyError, match="mine"):
         await consume(client.sync.request_sync_many(ids(50)), fail_at=0)
-    assert client._core.triggers_in_flight == {}
+    assert client.limits.triggers_in_flight == frozenset()
     await client.sync.request_sync(ids(1)[0])
 
 
@@ -592,7 +592,7 @@ async def test_wait_for_many_takes_results_summaries_pairs_and_ids() -> None:
 
 
 def _loop_busy(client: SyncClient) -> bool:
-    return bool(client._async._core.triggers_in_flight)
+    return bool(client.limits.triggers_in_flight)
 
 
 def test_blocking_iterator_yields_every_result() -> None:

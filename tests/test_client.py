@@ -34,6 +34,7 @@ from codat_commerce_async import (
     UnexpectedRedirectError,
     UnprocessableEntityError,
 )
+from codat_commerce_async.testing import ManualClock
 
 from ._http import httpx
 from .conftest import (
@@ -41,10 +42,9 @@ from .conftest import (
     CANARY_KEY,
     COMPANY,
     SUMMARY,
-    FakeClock,
     ScriptedCodat,
     error_body,
-    install_clock,
+    virtual_clock,
 )
 
 pytestmark = pytest.mark.anyio
@@ -335,8 +335,9 @@ async def test_500_is_retried_for_reads_only(client: AsyncSyncClient, codat: Scr
     assert len(codat.requests) == 2
 
 
-async def test_backoff_waits_are_full_jitter(client: AsyncSyncClient, codat: ScriptedCodat) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
+async def test_backoff_waits_are_full_jitter(
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
+) -> None:
     codat.default = lambda request: resp(503)
     with pytest.raises(InternalServerError):
         await client.sync.request_sync(COMPANY)
@@ -344,15 +345,17 @@ async def test_backoff_waits_are_full_jitter(client: AsyncSyncClient, codat: Scr
     assert 0 <= clock.sleeps[0] <= 0.5 and 0 <= clock.sleeps[1] <= 1.0
 
 
-async def test_retry_after_seconds(client: AsyncSyncClient, codat: ScriptedCodat) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
+async def test_retry_after_seconds(
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
+) -> None:
     codat.then(resp(429, headers={"Retry-After": "3"}), resp(200))
     await client.sync.request_sync(COMPANY)
     assert 3.0 <= sum(clock.sleeps) <= 3.3
 
 
-async def test_retry_after_http_date(client: AsyncSyncClient, codat: ScriptedCodat) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
+async def test_retry_after_http_date(
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
+) -> None:
     when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=10)
     header = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
     codat.then(resp(429, headers={"Retry-After": header}), resp(200))
@@ -361,27 +364,24 @@ async def test_retry_after_http_date(client: AsyncSyncClient, codat: ScriptedCod
 
 
 async def test_garbage_retry_after_falls_back_to_backoff(
-    client: AsyncSyncClient, codat: ScriptedCodat
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
 ) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
     codat.then(resp(429, headers={"Retry-After": "soon-ish"}), resp(200))
     await client.sync.request_sync(COMPANY)
     assert len(clock.sleeps) == 1 and clock.sleeps[0] <= 0.5
 
 
 async def test_retry_after_zero_does_not_sleep(
-    client: AsyncSyncClient, codat: ScriptedCodat
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
 ) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
     codat.then(resp(429, headers={"Retry-After": "0"}), resp(200))
     await client.sync.request_sync(COMPANY)
     assert clock.sleeps == [0.0]
 
 
 async def test_retry_after_above_the_cap_raises_at_once(
-    client: AsyncSyncClient, codat: ScriptedCodat
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
 ) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
     codat.then(resp(429, headers={"Retry-After": "120"}))
     with pytest.raises(RateLimitError) as info:
         await client.sync.request_sync(COMPANY)
@@ -390,10 +390,10 @@ async def test_retry_after_above_the_cap_raises_at_once(
 
 
 async def test_retry_after_beyond_the_deadline_raises_at_once(codat: ScriptedCodat) -> None:
+    clock = virtual_clock()
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, deadline=10, transport=httpx.MockTransport(codat)
+        api_key=CANARY_KEY, deadline=10, transport=httpx.MockTransport(codat), clock=clock
     ) as client:
-        clock = install_clock(client)
         codat.then(resp(429, headers={"Retry-After": "30"}))
         with pytest.raises(RateLimitError) as info:
             await client.sync.request_sync(COMPANY)
@@ -401,16 +401,20 @@ async def test_retry_after_beyond_the_deadline_raises_at_once(codat: ScriptedCod
 
 
 async def test_deadline_covers_attempts_and_sleeps(codat: ScriptedCodat) -> None:
+    clock = virtual_clock()
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, deadline=5, max_retries=10, transport=httpx.MockTransport(codat)
+        api_key=CANARY_KEY,
+        deadline=5,
+        max_retries=10,
+        transport=httpx.MockTransport(codat),
+        clock=clock,
     ) as client:
-        clock = install_clock(client)
         codat.default = lambda request: resp(503, headers={"Retry-After": "2"})
         with pytest.raises(InternalServerError) as info:
             await client.sync.request_sync(COMPANY)
     # 2 s + 2 s fit in 5 s; a third wait would not.
     assert info.value.attempts == 3 and len(clock.sleeps) == 2
-    assert clock.now - 1000.0 <= 5.0
+    assert clock.now() - 1000.0 <= 5.0
 
 
 async def test_per_call_and_with_options_overrides(
@@ -421,7 +425,7 @@ async def test_per_call_and_with_options_overrides(
         await client.sync.request_sync(COMPANY, max_retries=0)
     assert len(codat.requests) == 1
     more = client.with_options(max_retries=4)
-    assert more._core is client._core and more._core.http is client._core.http
+    assert more.limits is client.limits  # one pool and one set of limits
     with pytest.raises(InternalServerError) as info:
         await more.sync.request_sync(COMPANY)
     assert info.value.attempts == 5
@@ -433,10 +437,14 @@ async def test_attempt_time_limit_bounds_a_hanging_attempt(codat: ScriptedCodat)
         await anyio.sleep(30)
         return resp(200)
 
+    clock = virtual_clock()
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, attempt_timeout=0.05, max_retries=1, transport=httpx.MockTransport(hang)
+        api_key=CANARY_KEY,
+        attempt_timeout=0.05,
+        max_retries=1,
+        transport=httpx.MockTransport(hang),
+        clock=clock,
     ) as client:
-        install_clock(client)
         with anyio.fail_after(5):
             with pytest.raises(APITimeoutError) as info:
                 await client.sync.request_sync(COMPANY)
@@ -464,14 +472,17 @@ async def test_cancellation_propagates_and_starts_no_new_attempt() -> None:
 
 async def test_cancel_during_backoff_stops_at_once(codat: ScriptedCodat) -> None:
     codat.default = lambda request: resp(503)
-    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
-        sleeping = anyio.Event()
+    sleeping = anyio.Event()
 
-        async def slow_sleep(seconds: float) -> None:
+    class ParkingClock(ManualClock):
+        async def sleep(self, seconds: float) -> None:
             sleeping.set()
             await anyio.sleep_forever()
 
-        client._core.sleep = slow_sleep
+    transport = httpx.MockTransport(codat)
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, transport=transport, clock=ParkingClock()
+    ) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.sync.request_sync, COMPANY)
             await sleeping.wait()
@@ -504,9 +515,8 @@ async def test_in_flight_requests_never_exceed_max_concurrency() -> None:
 
 
 async def test_a_429_gates_other_calls_of_the_client(
-    client: AsyncSyncClient, codat: ScriptedCodat
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
 ) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
     codat.then(resp(429, headers={"Retry-After": "4"}))
     with pytest.raises(RateLimitError):
         await client.sync.request_sync(COMPANY, max_retries=0)
@@ -613,7 +623,7 @@ async def test_injected_client_auth_and_redirects_are_overridden(codat: Scripted
     assert codat.requests[0].headers["authorization"] == BASIC
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"], indirect=True)
+@pytest.mark.asyncio_only
 async def test_unclosed_client_warns_when_collected() -> None:
     client = AsyncSyncClient(api_key=CANARY_KEY)
     with pytest.warns(ResourceWarning, match="without being closed"):
@@ -638,7 +648,6 @@ def test_client_is_bound_to_its_first_event_loop(codat: ScriptedCodat) -> None:
     asyncio.run(client.sync.request_sync(COMPANY))
     with pytest.raises(RuntimeError, match="another event loop"):
         asyncio.run(client.sync.request_sync(COMPANY))
-    client._core.loop = None
     asyncio.run(client.aclose())
 
 
@@ -650,10 +659,13 @@ async def test_event_hooks_fire_in_order_without_secrets(codat: ScriptedCodat) -
 
     events: list[CallEvent] = []
     codat.then(resp(503), resp(200))
+    clock = virtual_clock()
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), event_hooks=[events.append]
+        api_key=CANARY_KEY,
+        transport=httpx.MockTransport(codat),
+        event_hooks=[events.append],
+        clock=clock,
     ) as client:
-        install_clock(client)
         await client.sync.request_sync(COMPANY)
     kinds = [e.kind for e in events]
     assert kinds == [
@@ -714,9 +726,36 @@ async def test_a_cancelled_call_still_reports_call_finished() -> None:
         await anyio.sleep_forever()
         raise AssertionError
 
-    async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(hang),
-                               event_hooks=[events.append]) as client:
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, transport=httpx.MockTransport(hang), event_hooks=[events.append]
+    ) as client:
         with anyio.move_on_after(0.05):
             await client.sync.request_sync(COMPANY)
     assert [e.kind for e in events] == ["request_sent", "call_finished"]
     assert events[-1].error is not None
+
+
+async def test_a_clock_of_your_own(codat: ScriptedCodat) -> None:
+    from codat_commerce_async import ConfigurationError
+
+    class Frozen:
+        def __init__(self) -> None:
+            self.slept: list[float] = []
+
+        def now(self) -> float:
+            return 0.0
+
+        async def sleep(self, seconds: float) -> None:
+            self.slept.append(seconds)
+
+        def random(self) -> float:
+            return 0.5
+
+    clock = Frozen()
+    codat.then(resp(503), resp(200))
+    transport = httpx.MockTransport(codat)
+    async with AsyncSyncClient(api_key=CANARY_KEY, transport=transport, clock=clock) as client:
+        await client.sync.request_sync(COMPANY)
+    assert clock.slept == [0.25]  # full jitter: U(0, 0.5) drawn at 0.5
+    with pytest.raises(ConfigurationError, match="clock"):
+        AsyncSyncClient(api_key=CANARY_KEY, clock=object())  # type: ignore[arg-type]

@@ -160,7 +160,7 @@ async def test_defaults_are_explicit() -> None:
         assert client.max_retries == 2 and client.deadline == 120
         assert client.max_concurrency == 10
         assert str(client.base_url) == "https://api.codat.io"
-        assert client._core.http.follow_redirects is False
+        # Redirects are never followed: tests/test_client.py checks the 3xx error.
     finally:
         await client.aclose()
 

@@ -35,7 +35,13 @@ from codat_commerce_async._exceptions import (
     status_error_class,
 )
 from codat_commerce_async._protocol import parse_error_body
-from codat_commerce_async._retry import backoff_ceiling, compute_wait, is_retryable, should_stop
+from codat_commerce_async._retry import (
+    backoff_ceiling,
+    compute_wait,
+    is_retryable,
+    may_resend_with_new_key,
+    should_stop,
+)
 
 from ._http import httpx
 
@@ -192,6 +198,41 @@ def test_is_retryable(
     error: BaseException | None, attempt: int, idempotent: bool, expected: bool
 ) -> None:
     assert is_retryable(error, attempt=attempt, idempotent=idempotent) is expected
+
+
+RESEND_TABLE = [
+    # (error, may a rerun use a *new* idempotency key?)
+    (_status_error(400), True),  # Codat refused: nothing started
+    (_status_error(401), True),
+    (_status_error(404), True),
+    (_status_error(422), True),
+    (_status_error(408), False),  # may have reached Codat first
+    (_status_error(409), False),  # the first request may still run
+    (_status_error(429), False),
+    (_status_error(500), False),
+    (_status_error(503), False),
+    (APIConnectionError("refused", request_sent=False, attempts=1), True),
+    (APIConnectionError("refused", request_sent=False, attempts=2), False),  # 1st was sent
+    (APIConnectionError("reset", request_sent=True), False),
+    (APITimeoutError("deadline", phase="deadline", request_sent=False, attempts=0), True),
+    (APITimeoutError("read"), False),
+    (APITLSError("bad cert", request_sent=False), True),
+    (ResponseTooLargeError("big"), False),  # a success body we could not read
+    (ValueError("bad company id"), True),  # raised before any I/O
+]
+
+
+@pytest.mark.parametrize(("error", "expected"), RESEND_TABLE)
+def test_may_resend_with_new_key(error: BaseException, expected: bool) -> None:
+    assert may_resend_with_new_key(error) is expected
+
+
+def test_not_retried_because_says_why() -> None:
+    assert APIConnectionError("reset").not_retried_because is None
+    refused = APIConnectionError("odd", not_retried_because="it would fail the same way")
+    assert not is_retryable(refused, attempt=1, idempotent=True)
+    assert refused.not_retried_because == "it would fail the same way"
+    assert APITLSError("bad cert").not_retried_because
 
 
 def test_cancellation_is_never_retried() -> None:

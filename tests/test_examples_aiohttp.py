@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from codat_commerce_async import AsyncSyncClient
@@ -17,6 +16,8 @@ from ._examples import load_example
 from ._http import httpx
 from .conftest import COMPANY
 
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # aiohttp runs on asyncio
+
 aiohttp_app = load_example("aiohttp_app")
 
 
@@ -25,7 +26,7 @@ def fake() -> FakeCodat:
     return FakeCodat()
 
 
-@pytest_asyncio.fixture
+@pytest.fixture
 async def client(fake: FakeCodat) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=fake), base_url="http://localhost"
@@ -47,7 +48,6 @@ async def client(fake: FakeCodat) -> AsyncIterator[TestClient]:  # type: ignore[
         assert sdk.is_closed  # and closed it when the application stopped
 
 
-@pytest.mark.asyncio
 async def test_trigger_then_read_latest(client: TestClient, fake: FakeCodat) -> None:  # type: ignore[type-arg]
     key = str(uuid.uuid4())
     response = await client.post(
@@ -67,7 +67,6 @@ async def test_trigger_then_read_latest(client: TestClient, fake: FakeCodat) -> 
     assert (await latest.json())["sync_id"] == started["sync_id"]
 
 
-@pytest.mark.asyncio
 async def test_errors(client: TestClient, fake: FakeCodat) -> None:  # type: ignore[type-arg]
     unknown = fake.mark_unknown(str(uuid.uuid4()))
     assert (await client.post(f"/companies/{unknown}/sync")).status == 404
@@ -77,7 +76,6 @@ async def test_errors(client: TestClient, fake: FakeCodat) -> None:  # type: ign
     assert [r.status for r in fake.requests] == [404]  # the bad inputs never reached Codat
 
 
-@pytest.mark.asyncio
 async def test_many_stream_as_ndjson(client: TestClient, fake: FakeCodat) -> None:  # type: ignore[type-arg]
     ids = [str(uuid.uuid4()) for _ in range(4)]
     response = await client.post("/syncs", json={"company_ids": [*ids, "not-a-uuid"]})

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import pytest
 
-from codat_commerce_async import AsyncSyncClient, CallEvent
+from codat_commerce_async import AsyncSyncClient, CallEvent, SystemClock
 from codat_commerce_async.testing import FakeCodat, Fault
 
 from ._examples import load_example
@@ -26,6 +26,17 @@ from .conftest import COMPANY
 fastapi_app = load_example("fastapi_app")
 
 pytestmark = pytest.mark.anyio
+
+
+class SleepsWith(SystemClock):
+    """Real time, but every sleep of the SDK goes to the test's function."""
+
+    def __init__(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        super().__init__()
+        self._sleep = sleep
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sleep(seconds)
 
 
 @dataclass
@@ -71,8 +82,8 @@ async def harness() -> AsyncIterator[Harness]:
                 base_url="http://localhost",
                 http_client=to_codat,
                 event_hooks=[h.events.append],
+                clock=SleepsWith(h.sleep),
             )
-            client._core.sleep = h.sleep
             h.sdk = client
             return client
 
@@ -291,8 +302,8 @@ def test_a_real_client_hanging_up_on_uvicorn_cancels_the_run() -> None:
             base_url="http://localhost",
             transport=fake.transport(),
             event_hooks=[events.append],
+            clock=SleepsWith(park),
         )
-        client._core.sleep = park
         clients.append(client)
         return client
 

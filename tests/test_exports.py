@@ -17,6 +17,7 @@ EXPECTED = {
     "BulkResult",
     "BulkRun",
     "CallEvent",
+    "Clock",
     "CodatError",
     "CompanySyncStatus",
     "ConfigurationError",
@@ -49,6 +50,7 @@ EXPECTED = {
     "SyncDateRange",
     "SyncState",
     "SyncStatus",
+    "SystemClock",
     "SyncSummary",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
@@ -56,6 +58,8 @@ EXPECTED = {
     "WebhookError",
     "WebhookVerificationError",
     "__version__",
+    "is_retryable",
+    "may_resend_with_new_key",
 }
 
 

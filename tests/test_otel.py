@@ -18,7 +18,7 @@ from codat_commerce_async import AsyncSyncClient, NotFoundError, SyncClient
 from codat_commerce_async.contrib.otel import operation_name, route_template, tracing_hook
 
 from ._http import httpx
-from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, install_clock
+from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, virtual_clock
 
 SYNC_ID = "8d0a044e-b683-4fc9-bd0d-bfb2ca5731b7"
 LATEST = "codat.sync POST /companies/{companyId}/sync/commerce/latest"
@@ -40,15 +40,14 @@ def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
 def make_client(
     codat: ScriptedCodat, provider: TracerProvider, **options: object
 ) -> AsyncSyncClient:
-    client = AsyncSyncClient(
+    return AsyncSyncClient(
         api_key=CANARY_KEY,
         base_url="https://api.codat.io",
         transport=httpx.MockTransport(codat),
         event_hooks=[tracing_hook(tracer_provider=provider)],
+        clock=virtual_clock(),
         **options,  # type: ignore[arg-type]
     )
-    install_clock(client)
-    return client
 
 
 def event_names(span: ReadableSpan) -> list[str]:

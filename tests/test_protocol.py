@@ -13,6 +13,7 @@ from codat_commerce_async import (
     ResponseValidationError,
     SyncState,
     SyncSummary,
+    _protocol,
 )
 from codat_commerce_async._protocol import (
     canonical_company_id,
@@ -258,3 +259,15 @@ def test_error_body_parsing_is_lenient() -> None:
     assert parse_error_body(b'{"statusCode": 404, "error": "nope"}') is not None
     for junk in (b"", b"<html></html>", b"null", b"[]", b'{"statusCode": "x"}', b"{" * 5000):
         assert parse_error_body(junk) is None
+
+
+def test_date_window_and_sync_to_are_validated_on_their_own() -> None:
+    body = json.loads(_protocol.date_range_payload("2024-06-01", "2024-06-30"))
+    assert body == {
+        "dateRange": {"start": "2024-06-01T00:00:00Z", "finish": "2024-06-30T00:00:00Z"}
+    }
+    with pytest.raises(ValueError, match="after finish"):
+        _protocol.date_range_payload("2024-07-01", "2024-06-30")
+    assert json.loads(_protocol.sync_to_payload(None)) == {}
+    with pytest.raises(ValueError, match="naive"):
+        _protocol.sync_to_payload(dt.datetime(2024, 6, 30))

@@ -16,14 +16,13 @@ from codat_commerce_async import (
 )
 from codat_commerce_async._ratelimit import RateLimiter
 
-from ._autojump import AutojumpClock, install_autojump
 from ._http import httpx
-from .conftest import CANARY_KEY, COMPANY, FakeClock, ScriptedCodat
+from .conftest import CANARY_KEY, COMPANY, ScriptedCodat, virtual_clock
 
 
 def test_burst_then_one_token_per_interval() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(60, burst=3, clock=clock, sleep=clock.sleep)
+    clock = virtual_clock()
+    limiter = RateLimiter(60, burst=3, clock=clock.now, sleep=clock.sleep)
 
     async def main() -> list[float]:
         times = []
@@ -39,15 +38,15 @@ def test_burst_then_one_token_per_interval() -> None:
 
 @pytest.mark.anyio
 async def test_concurrent_waiters_are_spread_at_the_rate() -> None:
-    clock = AutojumpClock()
-    limiter = RateLimiter(600, clock=clock, sleep=clock.sleep)  # 10/s, burst 10
+    clock = virtual_clock()
+    limiter = RateLimiter(600, clock=clock.now, sleep=clock.sleep)  # 10/s, burst 10
     times: list[float] = []
 
     async def one() -> None:
         await limiter.acquire()
         times.append(clock())
 
-    async with clock.running():
+    async with clock.autojump():
         async with anyio.create_task_group() as tg:
             for _ in range(30):
                 tg.start_soon(one)
@@ -62,8 +61,8 @@ async def test_concurrent_waiters_are_spread_at_the_rate() -> None:
 
 @pytest.mark.anyio
 async def test_max_wait_refuses_without_taking_a_token() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(60, burst=1, clock=clock, sleep=clock.sleep)
+    clock = virtual_clock()
+    limiter = RateLimiter(60, burst=1, clock=clock.now, sleep=clock.sleep)
     assert await limiter.acquire()
     assert not await limiter.acquire(max_wait=0.5)  # the next token is 1 s away
     assert clock.sleeps == []
@@ -73,8 +72,9 @@ async def test_max_wait_refuses_without_taking_a_token() -> None:
 
 @pytest.mark.anyio
 async def test_a_cancelled_waiter_gives_its_token_back() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(60, burst=1, clock=lambda: clock.now, sleep=anyio.sleep)
+    clock = virtual_clock()
+    sleep = {"with": anyio.sleep}
+    limiter = RateLimiter(60, burst=1, clock=clock.now, sleep=lambda s: sleep["with"](s))
     await limiter.acquire()
     with anyio.move_on_after(0.01):
         await limiter.acquire()  # would wait 1 s (real sleep): cancelled
@@ -84,7 +84,7 @@ async def test_a_cancelled_waiter_gives_its_token_back() -> None:
     async def record(seconds: float) -> None:
         waits.append(seconds)
 
-    limiter._sleep = record
+    sleep["with"] = record
     await limiter.acquire()
     assert waits == [pytest.approx(1.0)]
 
@@ -101,24 +101,25 @@ def test_rates_are_validated(bad: object) -> None:
 async def test_no_limiter_by_default_and_none_consulted(
     client: AsyncSyncClient, codat: ScriptedCodat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert client._core.rate_limiter is None
+    assert client.limits.current_rate is None
 
-    async def boom(*args: object) -> None:
+    async def boom(*args: object, **kwargs: object) -> bool:
         raise AssertionError("the throttle must not run without a limiter")
 
-    monkeypatch.setattr(client, "_throttle", boom)
+    monkeypatch.setattr(RateLimiter, "acquire", boom)
     await client.sync.request_sync(COMPANY)
     assert len(codat.requests) == 1
 
 
 @pytest.mark.anyio
 async def test_client_option_limits_single_calls(codat: ScriptedCodat) -> None:
+    clock = virtual_clock()
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), requests_per_minute=120
+        api_key=CANARY_KEY,
+        transport=httpx.MockTransport(codat),
+        requests_per_minute=120,
+        clock=clock,
     ) as client:  # 2/s, burst 2
-        clock = FakeClock()
-        client._core.clock = clock
-        client._core.sleep = clock.sleep
         for _ in range(5):
             await client.sync.get_latest_sync(COMPANY)
     assert len(codat.requests) == 5
@@ -129,15 +130,14 @@ async def test_client_option_limits_single_calls(codat: ScriptedCodat) -> None:
 async def test_a_wait_past_the_deadline_fails_at_once_with_nothing_sent(
     codat: ScriptedCodat,
 ) -> None:
+    clock = virtual_clock()
     async with AsyncSyncClient(
         api_key=CANARY_KEY,
         transport=httpx.MockTransport(codat),
         requests_per_minute=1,
         deadline=5.0,
+        clock=clock,
     ) as client:
-        clock = FakeClock()
-        client._core.clock = clock
-        client._core.sleep = clock.sleep
         await client.sync.request_sync(COMPANY)
         with pytest.raises(APITimeoutError, match="rate limit") as caught:
             await client.sync.request_sync(COMPANY)
@@ -149,28 +149,30 @@ async def test_a_wait_past_the_deadline_fails_at_once_with_nothing_sent(
 
 def test_run_limiters_stack_and_unstack_in_any_order() -> None:
     client = AsyncSyncClient(api_key=CANARY_KEY, requests_per_minute=100)
-    core = client._core
-    base = core.rate_limiter
+    limits = client.limits
+    base = limits.current_rate
     assert base is not None
-    first, second = core.new_rate_limiter(1), core.new_rate_limiter(2)
-    core.push_rate_limiter(first)
-    core.push_rate_limiter(second)
-    assert core.rate_limiter is second
-    core.pop_rate_limiter(first)
-    assert core.rate_limiter is second
-    core.pop_rate_limiter(second)
-    assert core.rate_limiter is base
+    first, second = limits.run_rate(1), limits.run_rate(2)
+    first.__enter__()
+    second_bucket = second.__enter__()
+    assert limits.current_rate is second_bucket
+    first.__exit__(None, None, None)
+    assert limits.current_rate is second_bucket
+    second.__exit__(None, None, None)
+    assert limits.current_rate is base
     anyio.run(client.aclose)
 
 
 @pytest.mark.anyio
-async def test_the_limiter_follows_a_clock_installed_later(codat: ScriptedCodat) -> None:
+async def test_the_limiter_runs_on_the_clients_clock(codat: ScriptedCodat) -> None:
+    clock = virtual_clock()
     async with AsyncSyncClient(
-        api_key=CANARY_KEY, transport=httpx.MockTransport(codat), requests_per_minute=60
+        api_key=CANARY_KEY,
+        transport=httpx.MockTransport(codat),
+        requests_per_minute=60,
+        clock=clock,
     ) as client:
-        clock = AutojumpClock()
-        install_autojump(client, clock)
-        async with clock.running():
+        async with clock.autojump():
             for _ in range(3):
                 await client.sync.get_latest_sync(COMPANY)
-    assert clock.now == pytest.approx(1002.0)
+    assert clock.now() == pytest.approx(1002.0)

@@ -197,30 +197,3 @@ def test_blocking_with_options_default_headers(fake: FakeCodat) -> None:
         with pytest.raises(ConfigurationError):
             client.with_options(default_headers={"Authorization": "x"})
     assert [r.header("x-job") for r in fake.requests] == ["7", "8"]
-
-
-def test_raw_and_blocking_twins_cover_every_single_call() -> None:
-    import inspect
-
-    from codat_commerce_async._blocking import SyncResource, SyncResourceWithRawResponse
-    from codat_commerce_async._resources.sync import (
-        AsyncSyncResource,
-        AsyncSyncResourceWithRawResponse,
-    )
-
-    singles = {
-        name
-        for name, fn in vars(AsyncSyncResource).items()
-        if inspect.iscoroutinefunction(fn) and not name.startswith("_") and name != "wait_for_sync"
-    }
-    assert "get_status" in singles
-    assert singles <= set(vars(AsyncSyncResourceWithRawResponse))
-    assert singles <= set(vars(SyncResourceWithRawResponse))
-    assert singles <= set(vars(SyncResource))
-    for name in singles:
-        params = inspect.signature(getattr(AsyncSyncResource, name)).parameters
-        assert "extra_headers" in params, name
-    options = inspect.signature(AsyncSyncClient.with_options).parameters
-    assert list(options) == list(inspect.signature(SyncClient.with_options).parameters)
-    for name in ("pause_bulk_runs", "resume_bulk_runs", "bulk_runs_paused"):
-        assert hasattr(AsyncSyncClient, name) and hasattr(SyncClient, name)

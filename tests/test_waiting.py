@@ -19,10 +19,10 @@ from codat_commerce_async import (
     SyncWaitTimeoutError,
 )
 from codat_commerce_async._waiting import POLL_BACKOFF
-from codat_commerce_async.testing import FakeCodat
+from codat_commerce_async.testing import FakeCodat, ManualClock
 
 from ._http import httpx
-from .conftest import COMPANY, SUMMARY, FakeClock, ScriptedCodat, error_body
+from .conftest import COMPANY, SUMMARY, ScriptedCodat, error_body
 
 SYNC = "8d0a044e-b683-4fc9-bd0d-bfb2ca5731b7"
 
@@ -78,9 +78,8 @@ async def test_a_failed_sync_is_terminal_too(client: AsyncSyncClient, codat: Scr
 
 @pytest.mark.anyio
 async def test_interval_grows_with_equal_jitter_up_to_the_cap(
-    client: AsyncSyncClient, codat: ScriptedCodat
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
 ) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
     codat.then(*[status(1000)] * 8, status(2000))
     await client.sync.wait_for_sync(COMPANY, SYNC, poll_interval=2.0, max_poll_interval=10.0)
     ceilings = [2.0, 3.0, 4.5, 6.75, 10.0, 10.0, 10.0, 10.0]
@@ -98,10 +97,9 @@ async def test_the_schedule_comes_from_the_clients_randomness(codat: ScriptedCod
     for _ in range(2):
         codat.requests.clear()
         codat.then(*[status(1000)] * 3, status(2000))
-        async with AsyncSyncClient(api_key="k" * 8, transport=httpx.MockTransport(codat)) as client:
-            clock = FakeClock()
-            client._core.clock, client._core.sleep = clock, clock.sleep
-            client._core.random.seed(7)
+        clock = ManualClock(1000.0, seed=7)
+        transport = httpx.MockTransport(codat)
+        async with AsyncSyncClient(api_key="k" * 8, transport=transport, clock=clock) as client:
             await client.sync.wait_for_sync(COMPANY, SYNC)
             runs.append(clock.sleeps)
     assert runs[0] == runs[1]
@@ -139,9 +137,8 @@ async def test_404_on_latest_too_is_raised(client: AsyncSyncClient, codat: Scrip
 
 @pytest.mark.anyio
 async def test_timeout_carries_the_last_status(
-    client: AsyncSyncClient, codat: ScriptedCodat
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
 ) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
     codat.default = lambda request: status(1000, syncStatus="InProgress")
     started = clock()
     with pytest.raises(SyncWaitTimeoutError) as caught:
@@ -161,9 +158,8 @@ async def test_timeout_carries_the_last_status(
 
 @pytest.mark.anyio
 async def test_a_summary_in_progress_waits_before_the_first_poll(
-    client: AsyncSyncClient, codat: ScriptedCodat
+    client: AsyncSyncClient, codat: ScriptedCodat, clock: ManualClock
 ) -> None:
-    clock: FakeClock = client._core.clock  # type: ignore[assignment]
     summary = SyncSummary.model_validate(SUMMARY)
     codat.then(status(2000, sync_id=SUMMARY["commerceSyncId"]))
     final = await client.sync.wait_for_sync(COMPANY, summary, poll_interval=4)

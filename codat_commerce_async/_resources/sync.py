@@ -1,30 +1,26 @@
-"""The sync operations: trigger a sync, read sync statuses, wait, and do it in bulk."""
+"""The sync operations, each declared once: trigger a sync, read sync statuses,
+wait, and do it in bulk. The async, raw-response and blocking surfaces are derived
+from these declarations (see :mod:`._surface`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sized
+from collections.abc import AsyncIterable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import _protocol
+from .. import _bulk, _protocol
 from .._bulk import (
     DEFAULT_BULK_CONCURRENCY,
     DEFAULT_WAIT_CONCURRENCY,
-    BulkResult,
     BulkRun,
     IdempotencyKeys,
     ProgressCallback,
-    key_for,
-    label,
-    one_trigger_per_company,
-    trigger_slots,
+    WaitTarget,
 )
-from .._config import RetryPolicy, positive_int
-from .._exceptions import CodatError, SyncWaitTimeoutError
+from .._call import Call
+from .._config import CallSettings
 from .._models import CompanySyncStatus, SyncStatus, SyncSummary
-from .._ratelimit import validate_rate
 from .._response import APIResponse
 from .._types import NOT_GIVEN, CompanyId, DateInput, NotGiven, TimeoutTypes
 from .._waiting import (
@@ -34,70 +30,56 @@ from .._waiting import (
     validate_poll_settings,
     wait_until_terminal,
 )
-from ._wrap import raw_twin
+from ._surface import (
+    AsyncSurface,
+    BlockingRawSurface,
+    BlockingSurface,
+    LoopCaller,
+    RawSurface,
+    bulk,
+    endpoint,
+    method,
+)
 
 if TYPE_CHECKING:
-    from .._client import AsyncSyncClient
+    from .._core import Core
 
-__all__ = ["AsyncSyncResource", "AsyncSyncResourceWithRawResponse"]
+__all__ = [
+    "AsyncSyncResource",
+    "AsyncSyncResourceWithRawResponse",
+    "SyncResource",
+    "SyncResourceWithRawResponse",
+]
 
 T = TypeVar("T")
 
-#: Validates the dates of a bulk run before any I/O (the id itself is never sent).
-_PROBE_COMPANY = "00000000-0000-0000-0000-000000000000"
 
-#: What ``wait_for_many`` accepts for one sync.
-WaitTarget = (
-    BulkResult | SyncSummary | tuple[CompanyId, "CompanyId | SyncSummary | None"] | CompanyId
-)
+class SyncAPI:
+    """The declarations. ``self`` is always the async resource of a client copy."""
 
+    _core: Core
+    _settings: CallSettings
 
-class AsyncSyncResource:
-    """``client.sync``: request syncs and read their status.
-
-    Every method validates its input before any I/O (a bad company id or date
-    raises ``ValueError`` with nothing sent) and takes per-call overrides:
-    ``timeout``, ``max_retries``, ``deadline``, ``extra_headers`` and, for the
-    two POSTs, ``idempotency_key``. ``extra_headers`` are checked as the
-    constructor's ``default_headers`` are: ``Authorization`` and
-    ``Idempotency-Key`` cannot be set this way (use ``idempotency_key=``).
-    """
-
-    def __init__(self, client: AsyncSyncClient, *, raw: bool = False) -> None:
-        self._client = client
-        self._raw = raw
-
-    @cached_property
-    def with_raw_response(self) -> AsyncSyncResourceWithRawResponse:
-        """The same methods, returning an :class:`APIResponse` (HTTP response, attempts,
-        idempotency key and the parsed model)."""
-        return AsyncSyncResourceWithRawResponse(self._client)
-
-    async def _run(
+    async def _send(
         self,
         op: _protocol.Operation[T],
-        timeout: TimeoutTypes | NotGiven,
-        max_retries: int | NotGiven,
-        deadline: float | NotGiven | None,
-        extra_headers: Mapping[str, str] | None,
         *,
         idempotency_key: str | uuid.UUID | None = None,
-        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
-    ) -> Any:
-        client = self._client
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        deadline: float | NotGiven | None = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> APIResponse[T]:
         key = (
             None if idempotency_key is None else _protocol.validate_idempotency_key(idempotency_key)
         )
-        settings = client._settings.with_overrides(
-            timeout=timeout,
-            max_retries=max_retries,
-            deadline=deadline,
-            retry_policy=retry_policy,
-            extra_headers=extra_headers,
+        settings = self._settings.with_overrides(
+            timeout=timeout, max_retries=max_retries, deadline=deadline, extra_headers=extra_headers
         )
-        response = await client._call(op, idempotency_key=key, settings=settings)
-        return response if self._raw else response.parsed
+        self._core.check_usable()
+        return await Call(self._core, op, settings, key).run()
 
+    @endpoint
     async def request_sync(
         self,
         company_id: CompanyId,
@@ -108,7 +90,7 @@ class AsyncSyncResource:
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> SyncSummary:
+    ) -> APIResponse[SyncSummary]:
         """Sync a company from its last successful sync up to ``sync_to`` (or now).
 
         ``POST /companies/{companyId}/sync/commerce/latest``. ``sync_to`` is an aware
@@ -116,12 +98,16 @@ class AsyncSyncResource:
         (yours, or a fresh uuid4) goes with every attempt, so retries never start a
         second sync.
         """
-        op = _protocol.request_sync(company_id, sync_to)
-        result: SyncSummary = await self._run(
-            op, timeout, max_retries, deadline, extra_headers, idempotency_key=idempotency_key
+        return await self._send(
+            _protocol.request_sync(company_id, sync_to),
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
         )
-        return result
 
+    @endpoint
     async def request_sync_for_date_range(
         self,
         company_id: CompanyId,
@@ -133,18 +119,22 @@ class AsyncSyncResource:
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> SyncSummary:
+    ) -> APIResponse[SyncSummary]:
         """Sync a company for the window ``start`` to ``finish``.
 
         ``POST /meta/companies/{companyId}/sync/commerce/historic``. ``start`` after
         ``finish`` raises ``ValueError`` before anything is sent.
         """
-        op = _protocol.request_sync_for_date_range(company_id, start, finish)
-        result: SyncSummary = await self._run(
-            op, timeout, max_retries, deadline, extra_headers, idempotency_key=idempotency_key
+        return await self._send(
+            _protocol.request_sync_for_date_range(company_id, start, finish),
+            idempotency_key=idempotency_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
         )
-        return result
 
+    @endpoint
     async def get_sync_status(
         self,
         company_id: CompanyId,
@@ -154,14 +144,18 @@ class AsyncSyncResource:
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> CompanySyncStatus:
+    ) -> APIResponse[CompanySyncStatus]:
         """The status of one sync: ``GET .../syncs/{syncId}/status``."""
         op = _protocol.sync_status(company_id, _protocol.canonical_sync_id(sync_id))
-        result: CompanySyncStatus = await self._run(
-            op, timeout, max_retries, deadline, extra_headers
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
         )
-        return result
 
+    @endpoint
     async def get_latest_sync(
         self,
         company_id: CompanyId,
@@ -170,14 +164,18 @@ class AsyncSyncResource:
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> CompanySyncStatus:
+    ) -> APIResponse[CompanySyncStatus]:
         """The status of the company's most recent sync: ``GET .../syncs/latest/status``."""
         op = _protocol.sync_status(company_id, "latest")
-        result: CompanySyncStatus = await self._run(
-            op, timeout, max_retries, deadline, extra_headers
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
         )
-        return result
 
+    @endpoint
     async def get_last_successful_sync(
         self,
         company_id: CompanyId,
@@ -186,14 +184,18 @@ class AsyncSyncResource:
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> CompanySyncStatus:
+    ) -> APIResponse[CompanySyncStatus]:
         """The status of the last successful sync: ``GET .../syncs/lastSuccessful/status``."""
         op = _protocol.sync_status(company_id, "lastSuccessful")
-        result: CompanySyncStatus = await self._run(
-            op, timeout, max_retries, deadline, extra_headers
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
         )
-        return result
 
+    @endpoint
     async def list_syncs(
         self,
         company_id: CompanyId,
@@ -202,14 +204,18 @@ class AsyncSyncResource:
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> list[CompanySyncStatus]:
+    ) -> APIResponse[list[CompanySyncStatus]]:
         """Every sync of the company: ``GET .../syncs/list/status``."""
         op = _protocol.list_syncs(company_id)
-        result: list[CompanySyncStatus] = await self._run(
-            op, timeout, max_retries, deadline, extra_headers
+        return await self._send(
+            op,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
         )
-        return result
 
+    @endpoint
     async def get_status(
         self,
         company_id: CompanyId,
@@ -218,16 +224,21 @@ class AsyncSyncResource:
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
-    ) -> SyncStatus:
+    ) -> APIResponse[SyncStatus]:
         """The company's sync status with its data connections:
         ``GET /meta/companies/{companyId}/sync/commerce/status`` (``get-sync-status``;
         Codat's SDK calls it ``get_status``). A GET: retried like the other reads."""
-        op = _protocol.company_sync_status(company_id)
-        result: SyncStatus = await self._run(op, timeout, max_retries, deadline, extra_headers)
-        return result
+        return await self._send(
+            _protocol.company_sync_status(company_id),
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            extra_headers=extra_headers,
+        )
 
     # -- waiting --------------------------------------------------------------
 
+    @method
     async def wait_for_sync(
         self,
         company_id: CompanyId,
@@ -254,38 +265,12 @@ class AsyncSyncResource:
         that this id is valid there, so on a 404 the wait falls back to the company's
         latest sync for the rest of the wait.
         """
-        first, cap, limit = validate_poll_settings(poll_interval, max_poll_interval, timeout)
-        company = _protocol.canonical_company_id(company_id)
-        sleep_first = False
-        if isinstance(sync_id, SyncSummary):
-            sleep_first = sync_id.is_in_progress
-            sync_id = sync_id.commerce_sync_id
-        sync = None if sync_id is None else _protocol.canonical_sync_id(sync_id)
-        reader = AsyncSyncResource(self._client)._with_headers(extra_headers)
-        core = self._client._core
-
-        async def by_id(which: str) -> CompanySyncStatus:
-            return await reader.get_sync_status(company, which)
-
-        async def latest() -> CompanySyncStatus:
-            return await reader.get_latest_sync(company)
-
-        return await wait_until_terminal(
-            company_id=company,
-            sync_id=sync,
-            by_id=by_id,
-            latest=latest,
-            poll_interval=first,
-            max_poll_interval=cap,
-            timeout=limit,
-            sleep_first=sleep_first,
-            clock=core.clock,
-            sleep=core.sleep,
-            rand=core.random,
-        )
+        poll = validate_poll_settings(poll_interval, max_poll_interval, timeout)
+        return await self._with_headers(extra_headers)._wait(company_id, sync_id, poll)
 
     # -- bulk -----------------------------------------------------------------
 
+    @bulk
     def request_sync_many(
         self,
         company_ids: Iterable[CompanyId] | AsyncIterable[CompanyId],
@@ -324,22 +309,15 @@ class AsyncSyncResource:
         - ``wait=True``: also wait for each sync to finish (``wait_for_sync`` with
           ``poll_interval``, ``max_poll_interval`` and ``wait_timeout``), up to
           ``wait_concurrency`` at once; results then carry the final ``status``.
-
         - ``extra_headers``: added to every request of the run (validated first).
 
         One company's failure never stops the others: it is a result with ``error``.
         Other per-call settings come from the client (use ``client.with_options(...)``).
         """
-        _protocol.request_sync(_PROBE_COMPANY, sync_to)
-        owner = self._with_headers(extra_headers)
-        client = owner._client
-
-        async def send(company: str, key: str) -> APIResponse[SyncSummary]:
-            return await client._call(_protocol.request_sync(company, sync_to), idempotency_key=key)
-
-        return owner._trigger_run(
+        payload = _protocol.sync_to_payload(sync_to)
+        return self._with_headers(extra_headers)._trigger_run(
             company_ids,
-            send,
+            lambda company: _protocol.trigger_latest(company, payload),
             concurrency=concurrency,
             requests_per_minute=requests_per_minute,
             idempotency_keys=idempotency_keys,
@@ -349,6 +327,7 @@ class AsyncSyncResource:
             poll=(poll_interval, max_poll_interval, wait_timeout),
         )
 
+    @bulk
     def request_sync_for_date_range_many(
         self,
         company_ids: Iterable[CompanyId] | AsyncIterable[CompanyId],
@@ -371,17 +350,10 @@ class AsyncSyncResource:
         Works like :meth:`request_sync_many` (same options, same results); a bad window
         raises ``ValueError`` here, before anything is sent.
         """
-        _protocol.request_sync_for_date_range(_PROBE_COMPANY, start, finish)
-        owner = self._with_headers(extra_headers)
-        client = owner._client
-
-        async def send(company: str, key: str) -> APIResponse[SyncSummary]:
-            op = _protocol.request_sync_for_date_range(company, start, finish)
-            return await client._call(op, idempotency_key=key)
-
-        return owner._trigger_run(
+        payload = _protocol.date_range_payload(start, finish)
+        return self._with_headers(extra_headers)._trigger_run(
             company_ids,
-            send,
+            lambda company: _protocol.trigger_historic(company, payload),
             concurrency=concurrency,
             requests_per_minute=requests_per_minute,
             idempotency_keys=idempotency_keys,
@@ -391,6 +363,7 @@ class AsyncSyncResource:
             poll=(poll_interval, max_poll_interval, wait_timeout),
         )
 
+    @bulk
     def wait_for_many(
         self,
         syncs: Iterable[WaitTarget] | AsyncIterable[WaitTarget],
@@ -412,162 +385,131 @@ class AsyncSyncResource:
         polls share the client's in-flight cap, and ``requests_per_minute`` works as
         in :meth:`request_sync_many`.
         """
-        poll = validate_poll_settings(poll_interval, max_poll_interval, timeout)
-        workers = positive_int("concurrency", concurrency)
         owner = self._with_headers(extra_headers)
-
-        def make_job() -> Callable[[Any], Awaitable[BulkResult]]:
-            async def job(item: Any) -> BulkResult:
-                try:
-                    base, target = _wait_target(item)
-                except ValueError as exc:
-                    return BulkResult(company_id=label(item), error=exc)
-                if base.error is not None:
-                    return base
-                return await owner._wait_result(base, target, poll)
-
-            return job
-
-        return owner._bulk_run(syncs, make_job, workers, requests_per_minute, on_progress)
-
-    def _with_headers(self, extra_headers: Mapping[str, str] | None) -> AsyncSyncResource:
-        """This resource, or one on a client copy sending ``extra_headers`` too
-        (validated here, before any I/O)."""
-        if extra_headers is None:
-            return self
-        return AsyncSyncResource(self._client.with_options(default_headers=extra_headers))
-
-    def _bulk_run(
-        self,
-        items: Iterable[Any] | AsyncIterable[Any],
-        make_job: Callable[[], Callable[[Any], Awaitable[BulkResult]]],
-        workers: int,
-        requests_per_minute: float | NotGiven | None,
-        on_progress: ProgressCallback | None,
-    ) -> BulkRun:
-        if isinstance(items, (str, bytes)):
-            raise TypeError("pass an iterable of company ids, not a single string")
-        if not isinstance(items, (Iterable, AsyncIterable)):
-            raise TypeError(f"expected an iterable or async iterable, got {type(items).__name__}")
-        rate = (
-            requests_per_minute
-            if isinstance(requests_per_minute, NotGiven)
-            else validate_rate("requests_per_minute", requests_per_minute)
-        )
-        return BulkRun(
-            self._client._core,
-            items,
-            make_job=make_job,
-            workers=workers,
-            requests_per_minute=rate,
+        return _bulk.wait_run(
+            syncs,
+            owner._waiter(),
+            limits=self._core.limits,
+            on_enter=self._core.check_usable,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
             on_progress=on_progress,
-            total=len(items) if isinstance(items, Sized) else None,
+            poll=(poll_interval, max_poll_interval, timeout),
         )
 
     def _trigger_run(
         self,
         company_ids: Iterable[CompanyId] | AsyncIterable[CompanyId],
-        send: Callable[[str, str], Awaitable[APIResponse[SyncSummary]]],
-        *,
-        concurrency: int,
-        requests_per_minute: float | NotGiven | None,
-        idempotency_keys: IdempotencyKeys | None,
-        on_progress: ProgressCallback | None,
-        wait: bool,
-        wait_concurrency: int,
-        poll: tuple[float, float, float | None],
+        build: Any,
+        **options: Any,
     ) -> BulkRun:
-        core = self._client._core
-        triggers = min(positive_int("concurrency", concurrency), core.max_concurrency)
-        settings = validate_poll_settings(*poll) if wait else poll
-        workers = positive_int("wait_concurrency", wait_concurrency) if wait else triggers
+        async def send(company: str, key: str) -> APIResponse[SyncSummary]:
+            return await self._send(build(company), idempotency_key=key)
 
-        def make_job() -> Callable[[Any], Awaitable[BulkResult]]:
-            # Waiting runs have more workers than trigger slots: a worker holds a slot
-            # only while its trigger is in flight, then waits for the sync without it.
-            slots = trigger_slots(triggers) if wait else None
+        return _bulk.trigger_run(
+            company_ids,
+            send,
+            self._waiter(),
+            limits=self._core.limits,
+            on_enter=self._core.check_usable,
+            max_concurrency=self._core.limits.max_concurrency,
+            **options,
+        )
 
-            async def job(item: Any) -> BulkResult:
-                try:
-                    company = _protocol.canonical_company_id(item)
-                except ValueError as exc:
-                    return BulkResult(company_id=label(item), error=exc)
-                try:
-                    key = key_for(idempotency_keys, company)
-                except ValueError as exc:
-                    return BulkResult(company_id=company, error=exc)
-                try:
-                    async with one_trigger_per_company(core, company):
-                        if slots is None:
-                            response = await send(company, key)
-                        else:
-                            async with slots:
-                                response = await send(company, key)
-                except CodatError as exc:
-                    attempts = getattr(exc, "attempts", 0)
-                    return BulkResult(company, error=exc, attempts=attempts, idempotency_key=key)
-                result = BulkResult(
-                    company,
-                    summary=response.parsed,
-                    attempts=response.attempts,
-                    idempotency_key=key,
-                )
-                if not wait:
-                    return result
-                return await self._wait_result(result, response.parsed, settings)
+    def _with_headers(self, extra_headers: Mapping[str, str] | None) -> SyncAPI:
+        """This resource, or one whose calls send ``extra_headers`` too (validated
+        here, before any I/O)."""
+        if extra_headers is None:
+            return self
+        return AsyncSyncResource(
+            self._core, self._settings.with_overrides(extra_headers=extra_headers)
+        )
 
-            return job
+    def _waiter(self) -> _bulk.Waiter:
+        return self._wait
 
-        return self._bulk_run(company_ids, make_job, workers, requests_per_minute, on_progress)
+    async def _wait(
+        self, company_id: CompanyId, sync_id: CompanyId | SyncSummary | None, poll: _bulk.Poll
+    ) -> CompanySyncStatus:
+        """``wait_for_sync`` with validated poll settings."""
+        first, cap, limit = poll
+        company = _protocol.canonical_company_id(company_id)
+        sleep_first = False
+        if isinstance(sync_id, SyncSummary):
+            sleep_first = sync_id.is_in_progress
+            sync_id = sync_id.commerce_sync_id
+        sync = None if sync_id is None else _protocol.canonical_sync_id(sync_id)
 
-    async def _wait_result(
-        self,
-        base: BulkResult,
-        target: CompanyId | SyncSummary | None,
-        poll: tuple[float, float, float | None],
-    ) -> BulkResult:
-        interval, cap, timeout = poll
-        try:
-            status = await self.wait_for_sync(
-                base.company_id,
-                target,
-                poll_interval=interval,
-                max_poll_interval=cap,
-                timeout=timeout,
-            )
-        except SyncWaitTimeoutError as exc:
-            return dataclasses.replace(base, error=exc, status=exc.last_status)
-        except (CodatError, ValueError) as exc:
-            return dataclasses.replace(base, error=exc)
-        return dataclasses.replace(base, status=status)
+        async def by_id(which: str) -> CompanySyncStatus:
+            return (await self._send(_protocol.sync_status(company, which))).parsed
+
+        async def latest() -> CompanySyncStatus:
+            return (await self._send(_protocol.sync_status(company, "latest"))).parsed
+
+        clock = self._core.clock
+        return await wait_until_terminal(
+            company_id=company,
+            sync_id=sync,
+            by_id=by_id,
+            latest=latest,
+            poll_interval=first,
+            max_poll_interval=cap,
+            timeout=limit,
+            sleep_first=sleep_first,
+            clock=clock.now,
+            sleep=clock.sleep,
+            rand=self._core.jitter,
+        )
 
 
-def _wait_target(item: Any) -> tuple[BulkResult, CompanyId | SyncSummary | None]:
-    """What to wait for: the result to extend and the sync (summary, id or None)."""
-    if isinstance(item, BulkResult):
-        return item, item.summary
-    if isinstance(item, SyncSummary):
-        if not item.company_id:
-            raise ValueError("this SyncSummary has no companyId; pass (company_id, summary)")
-        company = _protocol.canonical_company_id(item.company_id)
-        return BulkResult(company, summary=item), item
-    if isinstance(item, tuple) and len(item) == 2:
-        company = _protocol.canonical_company_id(item[0])
-        summary = item[1] if isinstance(item[1], SyncSummary) else None
-        return BulkResult(company, summary=summary), item[1]
-    return BulkResult(_protocol.canonical_company_id(item)), None
+class AsyncSyncResource(SyncAPI, AsyncSurface):
+    """``client.sync``: request syncs and read their status.
+
+    Every method validates its input before any I/O (a bad company id or date
+    raises ``ValueError`` with nothing sent) and takes per-call overrides:
+    ``timeout``, ``max_retries``, ``deadline``, ``extra_headers`` and, for the
+    two POSTs, ``idempotency_key``. ``extra_headers`` are checked as the
+    constructor's ``default_headers`` are: ``Authorization`` and
+    ``Idempotency-Key`` cannot be set this way (use ``idempotency_key=``).
+
+    The HTTP calls are declared once, returning an :class:`APIResponse`; here they
+    return its model (``.parsed``), and on ``with_raw_response`` the response itself.
+    """
+
+    def __init__(self, core: Core, settings: CallSettings) -> None:
+        self._core = core
+        self._settings = settings
+
+    @cached_property
+    def with_raw_response(self) -> AsyncSyncResourceWithRawResponse:
+        """The same methods, returning an :class:`APIResponse` (HTTP response, attempts,
+        idempotency key and the parsed model)."""
+        return AsyncSyncResourceWithRawResponse(self)
 
 
-class AsyncSyncResourceWithRawResponse:
+class AsyncSyncResourceWithRawResponse(SyncAPI, RawSurface):
     """``client.sync.with_raw_response``: each method returns an :class:`APIResponse`."""
 
-    def __init__(self, client: AsyncSyncClient) -> None:
-        self._target = AsyncSyncResource(client, raw=True)
+    def __init__(self, target: AsyncSyncResource) -> None:
+        self._target = target
 
-    request_sync = raw_twin(AsyncSyncResource.request_sync)
-    request_sync_for_date_range = raw_twin(AsyncSyncResource.request_sync_for_date_range)
-    get_sync_status = raw_twin(AsyncSyncResource.get_sync_status)
-    get_latest_sync = raw_twin(AsyncSyncResource.get_latest_sync)
-    get_last_successful_sync = raw_twin(AsyncSyncResource.get_last_successful_sync)
-    list_syncs = raw_twin(AsyncSyncResource.list_syncs)
-    get_status = raw_twin(AsyncSyncResource.get_status)
+
+class SyncResource(SyncAPI, BlockingSurface):
+    """``client.sync`` of the blocking client: the same methods as the async one."""
+
+    def __init__(self, loop: LoopCaller, target: AsyncSyncResource) -> None:
+        self._loop = loop
+        self._target = target
+
+    @cached_property
+    def with_raw_response(self) -> SyncResourceWithRawResponse:
+        """The same methods, returning an :class:`APIResponse`."""
+        return SyncResourceWithRawResponse(self._loop, self._target)
+
+
+class SyncResourceWithRawResponse(SyncAPI, BlockingRawSurface):
+    """``client.sync.with_raw_response`` of the blocking client."""
+
+    def __init__(self, loop: LoopCaller, target: AsyncSyncResource) -> None:
+        self._loop = loop
+        self._target = target

@@ -42,9 +42,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     _guid(args, "idempotency_key", "--idempotency-key", validate_idempotency_key)
 
 
-def _guid(
-    args: argparse.Namespace, attr: str, name: str, check: Callable[[str], object]
-) -> None:
+def _guid(args: argparse.Namespace, attr: str, name: str, check: Callable[[str], object]) -> None:
     value: str | None = getattr(args, attr, None)
     if value is None:
         return

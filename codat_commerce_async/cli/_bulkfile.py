@@ -31,8 +31,9 @@ import anyio
 
 from .._bulk import BulkProgress, BulkResult, BulkRun, ProgressCallback
 from .._client import AsyncSyncClient
-from .._exceptions import APIError, APIStatusError
+from .._exceptions import APIStatusError
 from .._protocol import canonical_company_id, new_idempotency_key
+from .._retry import may_resend_with_new_key
 from ._main import EXIT_FAILED, EXIT_OK
 from ._output import emit, note, progress_bar
 from ._sync import client_for
@@ -41,8 +42,6 @@ __all__ = ["Journal", "read_company_ids", "read_company_ids_counted", "run"]
 
 _HEADER_NAMES = {"companyid", "company", "id"}
 _UUID_LIKE = re.compile(r"^\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?")
-#: Statuses after which a fresh key is safe: Codat refused, so nothing was started.
-_RETRY_WITH_SAME_KEY = {408, 409, 429}
 
 
 def _normalise(name: str) -> str:
@@ -174,17 +173,15 @@ def result_entry(result: BulkResult) -> dict[str, Any]:
         "error_type": type(error).__name__ if error is not None else None,
         "error": str(error) if error is not None else None,
         "status_code": status_code,
-        "fresh_key_safe": _fresh_key_safe(result, status_code),
+        "fresh_key_safe": _fresh_key_safe(result),
     }
 
 
-def _fresh_key_safe(result: BulkResult, status_code: int | None) -> bool:
+def _fresh_key_safe(result: BulkResult) -> bool:
     """True when the trigger certainly started nothing, so a rerun may use a new key."""
     if result.summary is not None or result.error is None:
         return False  # the trigger was answered 200: the sync exists
-    if status_code is not None:
-        return 400 <= status_code < 500 and status_code not in _RETRY_WITH_SAME_KEY
-    return not isinstance(result.error, APIError) and not result.attempts
+    return may_resend_with_new_key(result.error)
 
 
 def _canonical(company: str) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .._exceptions import CodatError
+from .._config import resolve_auth_header
+from .._exceptions import CodatError, ConfigurationError
 from .._version import __version__
+from .._waiting import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT
 from ._args import check_inputs
 from ._output import PROG, error, note
 
@@ -238,11 +239,18 @@ def _lazy(module: str, name: str) -> Handler:
 
 
 def _poll_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--poll-interval", type=_positive_float, default=5.0, metavar="SECONDS")
     parser.add_argument(
-        "--max-poll-interval", type=_positive_float, default=60.0, metavar="SECONDS"
+        "--poll-interval", type=_positive_float, default=DEFAULT_POLL_INTERVAL, metavar="SECONDS"
     )
-    parser.add_argument("--timeout", type=_positive_float, default=3600.0, metavar="SECONDS")
+    parser.add_argument(
+        "--max-poll-interval",
+        type=_positive_float,
+        default=DEFAULT_MAX_POLL_INTERVAL,
+        metavar="SECONDS",
+    )
+    parser.add_argument(
+        "--timeout", type=_positive_float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -281,12 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
-def api_key(args: argparse.Namespace) -> str:
-    """The API key from ``--api-key`` or ``CODAT_API_KEY``, or a clear error."""
-    key = getattr(args, "api_key", None) or os.environ.get("CODAT_API_KEY")
-    if not key:
-        raise CodatError("no Codat API key: pass --api-key or set CODAT_API_KEY")
-    return key
+def auth_header(args: argparse.Namespace) -> str:
+    """The ``Authorization`` value from ``--api-key`` or ``CODAT_API_KEY`` (the
+    library's own rule and checks), or a clear error naming the flag."""
+    try:
+        return resolve_auth_header(getattr(args, "api_key", None) or None, None)
+    except ConfigurationError as exc:
+        raise CodatError(f"{exc.args[0]} (here: --api-key)") from None
 
 
 def base_url(args: argparse.Namespace) -> str | None:

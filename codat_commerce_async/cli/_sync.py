@@ -11,7 +11,7 @@ import anyio
 from .._client import AsyncSyncClient
 from .._exceptions import SyncWaitTimeoutError
 from .._models import CompanySyncStatus, SyncStatus, SyncSummary
-from ._main import EXIT_FAILED, EXIT_OK, api_key, base_url
+from ._main import EXIT_FAILED, EXIT_OK, auth_header, base_url
 from ._output import emit, note
 
 __all__ = ["company_status", "date_range", "request", "status", "wait"]
@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 def client_for(args: argparse.Namespace, **options: Any) -> AsyncSyncClient:
     """An async client from ``--api-key`` / ``--base-url`` (or the environment)."""
-    return AsyncSyncClient(api_key=api_key(args), base_url=base_url(args), **options)
+    return AsyncSyncClient(auth_header=auth_header(args), base_url=base_url(args), **options)
 
 
 def run_with_client(

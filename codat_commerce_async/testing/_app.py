@@ -764,9 +764,7 @@ class FakeCodat:
             return error_response(404, missing)
         return json_response(200, _status_json(found, now))
 
-    def _sync_status(
-        self, company_id: str, syncs: tuple[StartedSync, ...], now: float
-    ) -> Response:
+    def _sync_status(self, company_id: str, syncs: tuple[StartedSync, ...], now: float) -> Response:
         """``get-sync-status``: the spec's ``SyncStatus`` ("the status of syncing for a
         company and its connections"). Codat does not say which sync it describes; the
         fake reports the latest, and 404 before the first (both assumptions)."""

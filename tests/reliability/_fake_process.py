@@ -24,8 +24,8 @@ from typing import Any
 
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
+from .._sockets import MisbehavingServer, answer, forward, reset, truncate
 from ..conftest import CANARY_KEY
-from ._sockets import MisbehavingServer, answer, forward, reset, truncate
 
 ROOT = Path(__file__).resolve().parents[2]
 

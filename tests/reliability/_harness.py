@@ -33,6 +33,7 @@ from codat_commerce_async import (
     SyncClient,
 )
 
+from .._http import httpx
 from ..conftest import CANARY_KEY
 
 MODES = ("async", "blocking")
@@ -164,23 +165,31 @@ def open_fds() -> int:
 
 
 class Api:
-    """The same calls through either client. ``client`` is always the async engine
-    (for the facade, the one running on its loop thread), for white-box checks."""
+    """The same calls through either client. ``client`` is the async client (None for
+    the facade); ``transport`` is the pool under it, kept here for white-box checks."""
 
     def __init__(
         self,
         mode: str,
-        client: AsyncSyncClient,
+        client: AsyncSyncClient | None,
         facade: SyncClient | None,
         events: list[CallEvent],
+        transport: httpx.AsyncHTTPTransport | None,
     ) -> None:
         self.mode = mode
         self.client = client
         self.facade = facade
         self.events = events
+        self.transport = transport
+
+    @property
+    def base_url(self) -> httpx.URL:
+        public = self.client or self.facade
+        assert public is not None
+        return public.base_url
 
     async def call(self, name: str, *args: Any, raw: bool = False, **kwargs: Any) -> Any:
-        if self.facade is None:
+        if self.client is not None:
             target: Any = self.client.sync.with_raw_response if raw else self.client.sync
             return await getattr(target, name)(*args, **kwargs)
         facade_target: Any = self.facade.sync.with_raw_response if raw else self.facade.sync
@@ -209,9 +218,12 @@ async def open_api(mode: str, *, record_events: bool = True, **options: Any) -> 
     options.setdefault("api_key", CANARY_KEY)
     options.setdefault("retry_policy", FAST)
     options["event_hooks"] = hooks
+    transport = None
+    if not {"transport", "http_client", "verify"} & options.keys():
+        transport = options["transport"] = sdk_transport(options.get("max_concurrency", 10))
     if mode == "async":
         client = AsyncSyncClient(**options)
-        api = Api(mode, client, None, events)
+        api = Api(mode, client, None, events, transport)
         try:
             yield api
         finally:
@@ -220,12 +232,20 @@ async def open_api(mode: str, *, record_events: bool = True, **options: Any) -> 
         return
     assert mode == "blocking", mode
     facade = await anyio.to_thread.run_sync(functools.partial(SyncClient, **options))
-    api = Api(mode, facade._async, facade, events)
+    api = Api(mode, None, facade, events, transport)
     try:
         yield api
     finally:
-        CANARY.scan_text("repr(facade)", repr(facade) + str(facade) + repr(facade._async))
+        CANARY.scan_text("repr(facade)", repr(facade) + str(facade) + repr(facade.sync))
         await anyio.to_thread.run_sync(facade.close)
+
+
+def sdk_transport(max_connections: int = 10) -> httpx.AsyncHTTPTransport:
+    """A pool like the one the SDK builds (sized to its in-flight cap), held by the test."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
 
 
 async def raises(expected: type[BaseException] | tuple[type[BaseException], ...], aw: Any) -> Any:
@@ -255,9 +275,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
     return predicate()
 
 
-def pool_state(client: AsyncSyncClient) -> tuple[int, int, int]:
-    """(connections, active connections, queued requests) of the client's httpcore pool."""
-    pool = client._core.http._transport._pool  # type: ignore[attr-defined]
+def pool_state(transport: httpx.AsyncHTTPTransport | None) -> tuple[int, int, int]:
+    """(connections, active connections, queued requests) of the transport's httpcore pool."""
+    assert transport is not None, "pass the transport from sdk_transport() / open_api()"
+    # httpx has no public way to inspect its pool; httpcore's pool has one (but for
+    # the queue, which it keeps private).
+    pool = transport._pool
     connections = list(pool.connections)
     active = [c for c in connections if not (c.is_idle() or c.is_closed())]
     return len(connections), len(active), len(pool._requests)

@@ -12,9 +12,9 @@ import pytest
 
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer
 
+from .._sockets import MisbehavingServer
 from ..conftest import CANARY_KEY
 from ._harness import CANARY, FIGURES, MODES, CanaryLogHandler
-from ._sockets import MisbehavingServer
 
 #: Loggers captured at DEBUG for the whole suite: ours, and the two layers below us.
 #: (httpx2 logs as "httpx2" and "httpcore2.*"; both pairs are scanned whichever runs.)
@@ -90,12 +90,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.excinfo is not None and "reliability" in str(item.path):
         CANARY.scan_exception(call.excinfo.value, f"test failure in {item.name}")
     yield
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio by default here; tests that matter on trio parametrize it themselves."""
-    return "asyncio"
 
 
 @pytest.fixture(params=MODES)

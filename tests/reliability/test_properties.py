@@ -35,9 +35,9 @@ from codat_commerce_async._exceptions import make_status_error, parse_retry_afte
 from codat_commerce_async._retry import compute_wait, should_stop
 
 from .._http import httpx
+from .._sockets import MisbehavingServer, answer
 from ..conftest import CANARY_KEY, SUMMARY
 from ._harness import CANARY, FAST, MODES
-from ._sockets import MisbehavingServer, answer
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

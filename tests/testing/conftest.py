@@ -24,16 +24,6 @@ def no_leftover_server_threads() -> Iterator[None]:
     assert leftovers == [], "a FakeCodatServer was not stopped"
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(1000.0)
-
-
 @pytest.fixture
 def fake(clock: ManualClock) -> FakeCodat:
     return FakeCodat(clock=clock, start_time=START)

@@ -29,15 +29,10 @@ from codat_commerce_async.testing import FakeCodat, Fault, ManualClock, RateLimi
 from .._http import httpx
 from .conftest import RANGE, client_for, historic, latest, status
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # bodies do not depend on the loop
 
 SPEC = Path(__file__).parent / "data" / "sync-commerce_2026-04-15_oas-2255d88_current.yaml"
 SERVER = "https://api.codat.io"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # the bodies do not depend on the event loop
 
 
 def as_openapi_31(node: Any) -> Any:

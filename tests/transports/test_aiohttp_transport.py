@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import ssl
+import threading
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,11 @@ import pytest
 from codat_commerce_async.transports import AiohttpTransport
 
 from .._http import httpx
-from ._loopback import GZIP_BODY, SUMMARY, LoopbackServer
+from .._sockets import MisbehavingServer
+from ..conftest import SUMMARY
+from .conftest import GZIP_BODY
+
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # aiohttp runs on asyncio
 
 SYNC_PATH = "/companies/f4637ec9-9fc0-4a02-8df0-c90d6dc86208/sync/commerce/latest"
 BODY = b'{"syncTo": "2024-06-30T00:00:00Z"}'
@@ -54,20 +59,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.asyncio
-async def test_json_round_trip(server: LoopbackServer) -> None:
+async def test_json_round_trip(server: MisbehavingServer) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), base_url=server.url) as client:
         response = await client.post(SYNC_PATH, content=BODY, headers=sdk_headers())
     assert response.status_code == 200
     assert response.json() == SUMMARY
     assert response.http_version == "HTTP/1.1"
     assert response.reason_phrase == "OK"
-    assert server.requests[0].method == "POST"
-    assert server.requests[0].body == BODY
+    assert server.seen[0].method == "POST"
+    assert server.seen[0].body == BODY
 
 
-@pytest.mark.asyncio
-async def test_headers_sent_verbatim(server: LoopbackServer) -> None:
+async def test_headers_sent_verbatim(server: MisbehavingServer) -> None:
     request = sync_request(server.url, "/echo-headers")
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(request)
@@ -80,8 +83,7 @@ async def test_headers_sent_verbatim(server: LoopbackServer) -> None:
     assert "cookie" not in names
 
 
-@pytest.mark.asyncio
-async def test_gzip_body_is_returned_undecoded(server: LoopbackServer) -> None:
+async def test_gzip_body_is_returned_undecoded(server: MisbehavingServer) -> None:
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(sync_request(server.url, "/gzip"))
         raw = b"".join([chunk async for chunk in response.aiter_raw()])
@@ -90,54 +92,51 @@ async def test_gzip_body_is_returned_undecoded(server: LoopbackServer) -> None:
     assert raw == GZIP_BODY
 
 
-@pytest.mark.asyncio
-async def test_redirect_is_not_followed(server: LoopbackServer) -> None:
+async def test_redirect_is_not_followed(server: MisbehavingServer) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), base_url=server.url) as client:
         response = await client.post("/redirect", content=BODY)
     assert response.status_code == 302
     assert response.headers["location"] == "/companies/x/sync/commerce/latest"
-    assert len(server.requests) == 1
+    assert server.requests == 1
 
 
-@pytest.mark.asyncio
-async def test_no_cookie_jar(server: LoopbackServer) -> None:
+async def test_no_cookie_jar(server: MisbehavingServer) -> None:
     async with AiohttpTransport() as transport:
         for _ in range(2):
             response = await transport.handle_async_request(sync_request(server.url))
             await response.aread()
             await response.aclose()
-    assert all("cookie" not in {k.lower() for k, _ in r.headers} for r in server.requests)
+    assert all("cookie" not in {k.lower() for k, _ in r.raw_headers} for r in server.seen)
 
 
-@pytest.mark.asyncio
-async def test_response_is_streamed_lazily(server: LoopbackServer) -> None:
+async def test_response_is_streamed_lazily(
+    server: MisbehavingServer, release_stream: threading.Event
+) -> None:
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(sync_request(server.url, "/stream"))
         assert response.status_code == 200  # headers arrived, body still half-sent
-        server.release_stream.set()
+        release_stream.set()
         await response.aread()
         await response.aclose()
     assert response.json() == SUMMARY
 
 
-@pytest.mark.asyncio
-async def test_connection_reused_only_after_full_read(server: LoopbackServer) -> None:
+async def test_connection_reused_only_after_full_read(server: MisbehavingServer) -> None:
     async with AiohttpTransport() as transport:
         for _ in range(3):
             response = await transport.handle_async_request(sync_request(server.url))
             await response.aread()
             await response.aclose()
-        assert server.connections == 1
+        assert server.stats.connections_made == 1
         unread = await transport.handle_async_request(sync_request(server.url, "/stream"))
         await unread.aclose()  # body not read: the connection must be dropped
         response = await transport.handle_async_request(sync_request(server.url))
         await response.aread()
         await response.aclose()
-    assert server.connections == 2
+    assert server.stats.connections_made == 2
 
 
-@pytest.mark.asyncio
-async def test_streaming_upload(server: LoopbackServer) -> None:
+async def test_streaming_upload(server: MisbehavingServer) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield BODY[:10]
         yield BODY[10:]
@@ -145,10 +144,9 @@ async def test_streaming_upload(server: LoopbackServer) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), base_url=server.url) as client:
         response = await client.post(SYNC_PATH, content=chunks())
     assert response.status_code == 200
-    assert server.requests[0].body == BODY
+    assert server.seen[0].body == BODY
 
 
-@pytest.mark.asyncio
 async def test_connect_refused_is_connect_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     async with AiohttpTransport() as transport:
@@ -158,7 +156,6 @@ async def test_connect_refused_is_connect_error() -> None:
     assert info.value.request.url == url + SYNC_PATH
 
 
-@pytest.mark.asyncio
 async def test_connect_timeout() -> None:
     """A listener with a full accept queue drops SYNs, so the connect hangs."""
     with socket.socket() as listener:
@@ -181,24 +178,21 @@ async def test_connect_timeout() -> None:
                 filler.close()
 
 
-@pytest.mark.asyncio
-async def test_read_timeout_waiting_for_headers(server: LoopbackServer) -> None:
+async def test_read_timeout_waiting_for_headers(server: MisbehavingServer) -> None:
     transport = AiohttpTransport()
     async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.post("/hang", content=BODY, timeout=httpx.Timeout(5.0, read=0.2))
 
 
-@pytest.mark.asyncio
-async def test_read_timeout_while_reading_body(server: LoopbackServer) -> None:
+async def test_read_timeout_while_reading_body(server: MisbehavingServer) -> None:
     transport = AiohttpTransport()
     async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.post("/slow-body", content=BODY, timeout=httpx.Timeout(5.0, read=0.2))
 
 
-@pytest.mark.asyncio
-async def test_pool_timeout(server: LoopbackServer) -> None:
+async def test_pool_timeout(server: MisbehavingServer) -> None:
     transport = AiohttpTransport(limit=1)
     async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
         hanging = asyncio.create_task(client.post("/hang", content=BODY))
@@ -212,15 +206,13 @@ async def test_pool_timeout(server: LoopbackServer) -> None:
     assert response.status_code == 200
 
 
-@pytest.mark.asyncio
-async def test_server_reset_before_answering(server: LoopbackServer) -> None:
+async def test_server_reset_before_answering(server: MisbehavingServer) -> None:
     async with httpx.AsyncClient(transport=AiohttpTransport(), base_url=server.url) as client:
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
             await client.post("/reset", content=BODY)
 
 
-@pytest.mark.asyncio
-async def test_truncated_body_fails_while_reading(server: LoopbackServer) -> None:
+async def test_truncated_body_fails_while_reading(server: MisbehavingServer) -> None:
     async with AiohttpTransport() as transport:
         response = await transport.handle_async_request(sync_request(server.url, "/truncated"))
         assert response.status_code == 200
@@ -229,7 +221,6 @@ async def test_truncated_body_fails_while_reading(server: LoopbackServer) -> Non
         await response.aclose()
 
 
-@pytest.mark.asyncio
 async def test_tls_errors_stay_recognisable() -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
@@ -251,8 +242,7 @@ async def test_tls_errors_stay_recognisable() -> None:
     assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
 
 
-@pytest.mark.asyncio
-async def test_cancellation_leaves_pool_usable(server: LoopbackServer) -> None:
+async def test_cancellation_leaves_pool_usable(server: MisbehavingServer) -> None:
     """100 rounds: 20 requests on 10 connections, cancelled mid-flight."""
     transport = AiohttpTransport(limit=10)
     loop = asyncio.get_running_loop()
@@ -291,8 +281,7 @@ def test_trio_is_refused_clearly() -> None:
     trio.run(main)
 
 
-@pytest.mark.asyncio
-async def test_session_is_lazy_and_closed(server: LoopbackServer) -> None:
+async def test_session_is_lazy_and_closed(server: MisbehavingServer) -> None:
     transport = AiohttpTransport()  # built outside any request: no session yet
     assert session_of(transport) is None
     response = await transport.handle_async_request(sync_request(server.url))

@@ -13,13 +13,14 @@ from codat_commerce_async import APITimeoutError, APITLSError, AsyncSyncClient, 
 from codat_commerce_async.transports import AiohttpTransport
 
 from .._http import httpx
-from ._loopback import LoopbackServer
+from .._sockets import MisbehavingServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # aiohttp runs on asyncio
 
 COMPANY = "f4637ec9-9fc0-4a02-8df0-c90d6dc86208"
 
 
-@pytest.mark.asyncio
-async def test_request_sync_round_trip(server: LoopbackServer) -> None:
+async def test_request_sync_round_trip(server: MisbehavingServer) -> None:
     async with AsyncSyncClient(
         api_key="k", base_url=server.url, transport=AiohttpTransport()
     ) as client:
@@ -27,16 +28,15 @@ async def test_request_sync_round_trip(server: LoopbackServer) -> None:
             COMPANY, sync_to=datetime(2024, 6, 30, tzinfo=timezone.utc)
         )
     assert isinstance(summary, SyncSummary)
-    received = server.requests[0]
+    received = server.seen[0]
     assert received.path == f"/companies/{COMPANY}/sync/commerce/latest"
-    headers = {name.lower(): value for name, value in received.headers}
+    headers = {name.lower(): value for name, value in received.raw_headers}
     uuid.UUID(headers["idempotency-key"])
     assert headers["authorization"].startswith("Basic ")
     assert b"2024-06-30" in received.body
 
 
-@pytest.mark.asyncio
-async def test_read_timeout_becomes_sdk_timeout(server: LoopbackServer) -> None:
+async def test_read_timeout_becomes_sdk_timeout(server: MisbehavingServer) -> None:
     async with AsyncSyncClient(
         api_key="k",
         base_url=server.url + "/hang",
@@ -48,7 +48,6 @@ async def test_read_timeout_becomes_sdk_timeout(server: LoopbackServer) -> None:
             await client.sync.request_sync(COMPANY)
 
 
-@pytest.mark.asyncio
 async def test_untrusted_certificate_becomes_tls_error() -> None:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from ..conftest import SUMMARY
+from .conftest import SUMMARY
 
 HOST = "127.0.0.1"
 _POLL = 0.05  # how often a blocked thread looks at the stop flag
@@ -58,6 +58,8 @@ class Step:
     mangle: str = "pass"
     #: close the connection after this answer.
     close: bool = False
+    #: stream: the rest of the body goes out once this is set.
+    release: threading.Event | None = None
 
 
 def answer(
@@ -101,6 +103,11 @@ def drip(body: bytes = SUMMARY_BYTES, interval: float = 0.5) -> Step:
     return Step("drip", body=body, interval=interval)
 
 
+def stream(release: threading.Event, body: bytes = SUMMARY_BYTES) -> Step:
+    """Send the head and half the body, the rest once ``release`` is set."""
+    return Step("stream", body=body, release=release)
+
+
 def raw(data: bytes, *, then_close: bool = True) -> Step:
     """Send ``data`` verbatim (status line and all), then close unless told otherwise."""
     return Step("raw", raw=data, close=then_close)
@@ -131,6 +138,8 @@ class Seen:
     body: bytes
     connection: int
     at: float
+    #: The headers as sent: order, case and repeats kept.
+    raw_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -399,6 +408,15 @@ class MisbehavingServer:
                 except OSError:
                     return False
             return True
+        if step.action == "stream":
+            assert step.release is not None
+            half = len(step.body) // 2
+            conn.sendall(_head(200, (), len(step.body)) + step.body[:half])
+            while not step.release.wait(_POLL):
+                if self._stop.is_set() or _peer_closed(conn):
+                    return False
+            conn.sendall(step.body[half:])
+            return True
         if step.action == "raw":
             conn.sendall(step.raw)
             return not step.close
@@ -480,13 +498,33 @@ class _Reader:
             return None
         method, path, _ = lines[0].decode("latin-1").split(" ", 2)
         headers: dict[str, str] = {}
+        sent: list[tuple[str, str]] = []
         for line in lines[1:]:
             name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
-        body = self._body(int(headers.get("content-length", "0")))
+            sent.append((name.strip(), value.strip()))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._chunked()
+        else:
+            body = self._body(int(headers.get("content-length", "0")))
         if body is None:
             return None
-        return Seen(method, path, headers, body, connection, time.monotonic())
+        return Seen(method, path, headers, body, connection, time.monotonic(), tuple(sent))
+
+    def _chunked(self) -> bytes | None:
+        body = b""
+        while True:
+            while b"\r\n" not in self._buffer:
+                if not self._fill():
+                    return None
+            size_line, _, self._buffer = self._buffer.partition(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            chunk = self._body(size + 2)  # the data and its CRLF
+            if chunk is None:
+                return None
+            if size == 0:
+                return body
+            body += chunk[:-2]
 
     def response(self) -> tuple[str, list[tuple[str, str]], bytes] | None:
         lines = self._head()

@@ -28,7 +28,7 @@ from ..conftest import CANARY_KEY
 from ._fake_process import RemoteFake
 from ._harness import CANARY, FAST, open_api, open_fds, pool_state, record_figures, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio_only]
 
 KiB = 1024
 OPTIONS: dict[str, Any] = {"max_retries": 1, "max_response_size": 4 * KiB, "retry_policy": FAST}
@@ -79,8 +79,8 @@ async def test_row22_mixed_calls_leak_no_fd_and_no_memory(remote: RemoteFake) ->
             tracemalloc.stop()
         wall = time.monotonic() - started
         assert fds_during <= baseline_fds + 10  # at most the pool's connections
-        client = api.client
-    connections, active, queued = pool_state(client)
+        transport = api.transport
+    connections, active, queued = pool_state(transport)
     gc.collect()
     fds_after = open_fds()
     total = warm_up * calls + rounds * traced_calls

@@ -8,7 +8,6 @@ import functools
 import gzip
 import ssl
 import tracemalloc
-import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,17 +26,13 @@ from codat_commerce_async import (
     UnexpectedRedirectError,
 )
 
-from ..conftest import CANARY_KEY, SUMMARY
+from .._sockets import SUMMARY_BYTES, MisbehavingServer, answer, raw
+from ..conftest import CANARY_KEY, SUMMARY, new_company
 from ._harness import open_api, pool_state, raises, record_figures, sync_raises
-from ._sockets import SUMMARY_BYTES, MisbehavingServer, answer, raw
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 MiB = 1024 * 1024
-
-
-def _company() -> str:
-    return str(uuid.uuid4())
 
 
 @functools.cache
@@ -78,10 +73,10 @@ async def test_row23_a_5_mib_body_is_refused_and_its_connection_closed(
     else:  # no length: the body runs until the server closes, the cap must still hold
         server.then(raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + big))
     async with open_api(mode, base_url=server.url) as api:
-        error, peak = await _peak_during(api.request_sync(_company()))
+        error, peak = await _peak_during(api.request_sync(new_company()))
         assert isinstance(error, ResponseTooLargeError) and error.attempts == 1
-        assert pool_state(api.client)[1] == 0  # not returned to the pool as active
-        await api.request_sync(_company())  # the next call works, on a new connection
+        assert pool_state(api.transport)[1] == 0  # not returned to the pool as active
+        await api.request_sync(new_company())  # the next call works, on a new connection
     assert server.stats.connections_made == 2
     assert peak < 10 * MiB, peak
     record_figures(f"row23_{framing}_5MiB", traced_peak_MiB=round(peak / MiB, 2))
@@ -93,7 +88,7 @@ async def test_row23_gzip_bomb_stops_at_the_decoded_cap_with_bounded_memory(
     bomb = _gzip_bomb()
     server.then(answer(200, bomb, {"Content-Encoding": "gzip"}))
     async with open_api(mode, base_url=server.url) as api:
-        error, peak = await _peak_during(api.request_sync(_company()))
+        error, peak = await _peak_during(api.request_sync(new_company()))
     assert isinstance(error, ResponseTooLargeError) and "decoded" in str(error)
     assert error.attempts == 1
     assert peak < 10 * MiB, peak
@@ -112,7 +107,7 @@ async def test_row23_stacked_or_unknown_encodings_are_refused_without_retry(
 ) -> None:
     server.always(answer(200, gzip.compress(SUMMARY_BYTES), {"Content-Encoding": coding}))
     async with open_api(mode, base_url=server.url) as api:
-        exc = await raises(APIConnectionError, api.request_sync(_company()))
+        exc = await raises(APIConnectionError, api.request_sync(new_company()))
     assert "content encoding" in str(exc) and exc.attempts == 1  # a replay would be the same
     assert server.requests == 1
 
@@ -129,7 +124,7 @@ async def test_row23_one_encoding_is_decoded(
     body = encoders[coding](SUMMARY_BYTES)
     server.then(answer(200, body, {"Content-Encoding": coding}))
     async with open_api(mode, base_url=server.url) as api:
-        summary = await api.request_sync(_company())
+        summary = await api.request_sync(new_company())
     assert summary.commerce_sync_id == SUMMARY["commerceSyncId"]
 
 
@@ -157,7 +152,7 @@ async def test_row24_malformed_success_bodies_raise_validation_error(
     body = MALFORMED[name]
     server.always(answer(200, body))
     async with open_api(mode, base_url=server.url) as api:
-        exc = await raises(ResponseValidationError, api.request_sync(_company()))
+        exc = await raises(ResponseValidationError, api.request_sync(new_company()))
     # The sync did start (Codat said 200): keep the bytes, never retry, never crash.
     assert exc.body == body and exc.status_code == 200 and exc.attempts == 1
     assert server.requests == 1
@@ -171,8 +166,8 @@ async def test_row24_lenient_where_it_is_harmless(mode: str, server: Misbehaving
         answer(200, b"{}"),  # every field is optional
     )
     async with open_api(mode, base_url=server.url) as api:
-        first = await api.request_sync(_company())
-        second = await api.request_sync(_company())
+        first = await api.request_sync(new_company())
+        second = await api.request_sync(new_company())
     assert isinstance(first, SyncSummary) and first.model_extra == {
         "brandNewField": {"nested": [1, 2]}
     }
@@ -191,7 +186,7 @@ async def test_row27_redirects_are_never_followed(
         location = target.url + "/steal" if where == "other-listener" else "/companies/x"
         server.always(answer(status, b"", {"Location": location}))
         async with open_api(mode, base_url=server.url) as api:
-            exc = await raises(UnexpectedRedirectError, api.request_sync(_company()))
+            exc = await raises(UnexpectedRedirectError, api.request_sync(new_company()))
         assert target.requests == 0 and target.stats.connections_made == 0
     assert exc.status_code == status and exc.attempts == 1 and server.requests == 1
     assert location in str(exc)
@@ -227,7 +222,7 @@ def tls_server(ca: trustme.CA) -> Iterator[MisbehavingServer]:
 async def test_row28_untrusted_ca_fails_at_once(mode: str, tls_server: MisbehavingServer) -> None:
     # No verify=: the system trust store, which has never heard of this CA.
     async with open_api(mode, base_url=tls_server.url) as api:
-        exc = await raises(APITLSError, api.request_sync(_company()))
+        exc = await raises(APITLSError, api.request_sync(new_company()))
     assert exc.attempts == 1 and exc.request_sent is False
     assert tls_server.stats.connections_made == 1 and tls_server.requests == 0
 
@@ -238,7 +233,7 @@ async def test_row28_wrong_hostname_fails_at_once(
     context = _server_context(ca.issue_cert("api.codat.io"))
     with MisbehavingServer(tls=context) as srv:
         async with open_api(mode, base_url=srv.url, verify=str(ca_bundle)) as api:
-            exc = await raises(APITLSError, api.request_sync(_company()))
+            exc = await raises(APITLSError, api.request_sync(new_company()))
         assert srv.stats.connections_made == 1 and srv.requests == 0
     assert exc.attempts == 1
 
@@ -252,7 +247,7 @@ async def test_row28_expired_certificate_fails_at_once(
     )
     with MisbehavingServer(tls=_server_context(expired)) as srv:
         async with open_api(mode, base_url=srv.url, verify=str(ca_bundle)) as api:
-            exc = await raises(APITLSError, api.request_sync(_company()))
+            exc = await raises(APITLSError, api.request_sync(new_company()))
         assert srv.stats.connections_made == 1
     assert exc.attempts == 1
 
@@ -267,7 +262,7 @@ async def test_row28_a_custom_ca_works(
         verify = ssl.create_default_context()
         ca.configure_trust(verify)
     async with open_api(mode, base_url=tls_server.url, verify=verify) as api:
-        summary = await api.request_sync(_company())
+        summary = await api.request_sync(new_company())
     assert isinstance(summary, SyncSummary)
     assert tls_server.seen[0].headers["authorization"].startswith("Basic ")
 

@@ -26,15 +26,13 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
 from .._http import httpx
-from ..conftest import CANARY_KEY
+from .._sockets import MisbehavingServer
+from ..conftest import CANARY_KEY, new_company
 from ._harness import FAST, fake_records, open_api, raises
-from ._sockets import MisbehavingServer
+
+pytestmark = pytest.mark.asyncio_only
 
 LOOP_THREAD = "codat-commerce-async-loop"
-
-
-def _company() -> str:
-    return str(uuid.uuid4())
 
 
 def _loop_threads() -> list[threading.Thread]:
@@ -50,21 +48,21 @@ async def test_row32_facade_works_inside_a_running_loop(server: MisbehavingServe
     # own loop in a thread, so it works here, e.g. in a Jupyter cell (it blocks this loop
     # while it waits, which is why async code should use AsyncSyncClient).
     with SyncClient(api_key=CANARY_KEY, base_url=server.url) as client:
-        assert isinstance(client.sync.request_sync(_company()), SyncSummary)
+        assert isinstance(client.sync.request_sync(new_company()), SyncSummary)
 
 
 def test_row32_close_leaves_no_thread_loop_or_portal(server: MisbehavingServer) -> None:
     before = len(_loop_threads())
     clients = [SyncClient(api_key=CANARY_KEY, base_url=server.url) for _ in range(5)]
     for client in clients:
-        client.sync.request_sync(_company())
+        client.sync.request_sync(new_company())
     assert len(_loop_threads()) == before + 5
     for client in clients:
         client.close()
         client.close()  # idempotent
     assert len(_loop_threads()) == before
     with pytest.raises(RuntimeError):
-        clients[0].sync.request_sync(_company())
+        clients[0].sync.request_sync(new_company())
     assert server.wait_idle()
 
 
@@ -73,12 +71,12 @@ def test_row32_an_async_client_belongs_to_one_event_loop(server: MisbehavingServ
     one SyncClient shared by any number of threads."""
     with start_blocking_portal() as home:  # the loop the client is first used on
         client = home.call(_build, server.url)
-        home.call(client.sync.request_sync, _company())
+        home.call(client.sync.request_sync, new_company())
         errors: list[BaseException] = []
 
         def other_thread() -> None:
             try:
-                asyncio.run(client.sync.request_sync(_company()))
+                asyncio.run(client.sync.request_sync(new_company()))
             except RuntimeError as exc:
                 errors.append(exc)
 
@@ -87,7 +85,7 @@ def test_row32_an_async_client_belongs_to_one_event_loop(server: MisbehavingServ
         thread.join()
         assert len(errors) == 1 and "event loop" in str(errors[0])
         with pytest.raises(RuntimeError, match="event loop"):
-            asyncio.run(client.sync.request_sync(_company()))
+            asyncio.run(client.sync.request_sync(new_company()))
         assert server.requests == 1
         home.call(client.aclose)
 
@@ -113,17 +111,16 @@ def _in_child(fn: Callable[[], int]) -> int:
 def test_row32_fork_rebuilds_an_owned_pool_over_real_sockets(server: MisbehavingServer) -> None:
     with start_blocking_portal() as home:
         client = home.call(_build, server.url)
-        home.call(client.sync.request_sync, _company())
-        parent_pool = client._core.http
+        home.call(client.sync.request_sync, new_company())
 
         def child() -> int:
-            asyncio.run(client.sync.request_sync(_company()))  # fresh loop, fresh pool
-            return 0 if client._core.http is not parent_pool else 3
+            asyncio.run(client.sync.request_sync(new_company()))  # fresh loop, fresh pool
+            return 0
 
         assert _in_child(child) == 0
         assert server.requests == 2
         assert server.stats.connections_made == 2  # the child never used the parent's socket
-        home.call(client.sync.request_sync, _company())  # the parent's pool is intact
+        home.call(client.sync.request_sync, new_company())  # the parent's pool is intact
         assert server.stats.connections_made == 2
         home.call(client.aclose)
 
@@ -132,16 +129,16 @@ def test_row32_fork_refuses_borrowed_pools_and_the_facade(server: MisbehavingSer
     http = httpx.AsyncClient()
     borrowed = AsyncSyncClient(api_key=CANARY_KEY, base_url=server.url, http_client=http)
     with SyncClient(api_key=CANARY_KEY, base_url=server.url) as facade:
-        facade.sync.request_sync(_company())
+        facade.sync.request_sync(new_company())
 
         def child() -> int:
             codes = 0
             try:
-                asyncio.run(borrowed.sync.request_sync(_company()))
+                asyncio.run(borrowed.sync.request_sync(new_company()))
             except RuntimeError as exc:
                 codes += "os.fork()" in str(exc)
             try:
-                facade.sync.request_sync(_company())
+                facade.sync.request_sync(new_company())
             except RuntimeError as exc:
                 codes += "os.fork()" in str(exc)
             return 0 if codes == 2 else 6
@@ -162,7 +159,7 @@ async def test_row33_single_calls_for_one_company_are_not_serialised(
     # once are two POSTs; Codat's per-company concurrency limit answers the second with
     # a 429, which the SDK waits out with the same key. For "at most one per company"
     # use request_sync_many, or the same idempotency_key (next test).
-    company = _company()
+    company = new_company()
     fake.rate_limits = RateLimits(concurrent_per_company=1, retry_after=0.05)
     fake.faults.randomly(Fault.latency(0.1), 1.0)
     try:
@@ -180,7 +177,7 @@ async def test_row33_single_calls_for_one_company_are_not_serialised(
 async def test_row33_same_key_at_once_starts_one_sync(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company, key = _company(), str(uuid.uuid4())
+    company, key = new_company(), str(uuid.uuid4())
     fake.faults.randomly(Fault.latency(0.2), 1.0)
     results: list[object] = []
     async with open_api(mode, base_url=fake_server.base_url) as api:
@@ -203,7 +200,7 @@ async def test_row33_same_key_at_once_starts_one_sync(
 async def test_row33_bulk_runs_keep_one_trigger_per_company_in_flight(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company, other = _company(), _company()
+    company, other = new_company(), new_company()
     fake.rate_limits = RateLimits(concurrent_per_company=1, retry_after=0.05)
     fake.faults.randomly(Fault.latency(0.05), 1.0)
     ids = [company, other, company, company]
@@ -230,7 +227,7 @@ async def test_row33_bulk_runs_keep_one_trigger_per_company_in_flight(
 async def test_row33_facade_and_async_same_conflict_classification(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.error(409), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url, retry_policy=FAST) as api:
         exc = await raises(ConflictError, api.request_sync(company))

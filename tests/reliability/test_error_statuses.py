@@ -29,14 +29,10 @@ from codat_commerce_async import (
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
 from .._http import httpx
-from ..conftest import CANARY_KEY
+from ..conftest import CANARY_KEY, new_company
 from ._harness import FAST, fake_records, open_api, raises
 
-pytestmark = pytest.mark.anyio
-
-
-def _company() -> str:
-    return str(uuid.uuid4())
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 
 def _keys(fake: FakeCodat, company: str) -> list[str | None]:
@@ -49,7 +45,7 @@ def _keys(fake: FakeCodat, company: str) -> list[str | None]:
 async def test_row07_retry_after_seconds_is_waited_with_the_same_key(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.rate_limited(0.2), times=2, company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         started = time.monotonic()
@@ -65,7 +61,7 @@ async def test_row07_retry_after_seconds_is_waited_with_the_same_key(
 async def test_row07_retry_after_http_date(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     now = dt.datetime.now(dt.timezone.utc)
     past = format_datetime(now - dt.timedelta(hours=1), usegmt=True)
     fake.faults.script(Fault.rate_limited(past), company_id=company)
@@ -84,7 +80,7 @@ async def test_row07_retry_after_http_date(
 async def test_row07_exhausted_429s_raise_rate_limit_error(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.rate_limited(0.05), times=3, company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         exc = await raises(RateLimitError, api.request_sync(company))
@@ -96,7 +92,7 @@ async def test_row07_a_429_gates_every_call_of_the_client(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
     """Calls started after the 429 *and calls already queued for a connection* wait."""
-    first = _company()
+    first = new_company()
     fake.faults.script(Fault.rate_limited(0.5), company_id=first)
     fake.faults.randomly(Fault.latency(0.01), 1.0)
     seen_429: list[float] = []
@@ -108,7 +104,7 @@ async def test_row07_a_429_gates_every_call_of_the_client(
     async with open_api(
         mode, base_url=fake_server.base_url, max_concurrency=2, event_hooks=[on_event]
     ) as api:
-        others = [_company() for _ in range(30)]
+        others = [new_company() for _ in range(30)]
         async with anyio.create_task_group() as tg:
             tg.start_soon(api.request_sync, first)
             await anyio.sleep(0.002)
@@ -143,7 +139,7 @@ async def test_row07_a_429_gates_every_call_of_the_client(
 async def test_row08_invalid_retry_after_falls_back_to_backoff(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer, header: str, backoff: bool
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.rate_limited(header), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         raw = await api.raw_request_sync(company)
@@ -163,7 +159,7 @@ async def test_row08_invalid_retry_after_falls_back_to_backoff(
 async def test_row08_retry_after_too_long_raises_at_once(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer, header: str, options: dict[str, Any]
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.rate_limited(header), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url, **options) as api:
         started = time.monotonic()
@@ -176,7 +172,7 @@ async def test_row08_retry_after_too_long_raises_at_once(
 async def test_row08_default_cap_is_sixty_seconds(
     fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.rate_limited("61"), company_id=company)
     async with open_api("async", base_url=fake_server.base_url, retry_policy=RetryPolicy()) as api:
         exc = await raises(RateLimitError, api.request_sync(company))
@@ -189,7 +185,7 @@ async def test_row08_default_cap_is_sixty_seconds(
 async def test_row10_500_with_codat_error_is_not_retried(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.fail_after_sync(500), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         exc = await raises(InternalServerError, api.request_sync(company))
@@ -210,7 +206,7 @@ async def test_row10_500_with_codat_error_is_not_retried(
 async def test_row11_gateway_errors_are_retried_with_the_same_key(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer, status: int, body: str
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.edge(status, body=body), times=2, company_id=company)  # type: ignore[arg-type]
     async with open_api(mode, base_url=fake_server.base_url) as api:
         raw = await api.raw_request_sync(company)
@@ -221,7 +217,7 @@ async def test_row11_gateway_errors_are_retried_with_the_same_key(
 async def test_row11_persistent_gateway_error_raises_with_no_parsed_body(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.edge(503, body="html"), times=3, company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         exc = await raises(InternalServerError, api.request_sync(company))
@@ -234,7 +230,7 @@ async def test_row11_gateway_timeout_after_the_sync_started_never_duplicates(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
     # A 504 produced after the sync started is stored under the key: retries replay it.
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.fail_after_sync(504), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         exc = await raises(InternalServerError, api.request_sync(company))
@@ -248,7 +244,7 @@ async def test_row11_gateway_timeout_after_the_sync_started_never_duplicates(
 async def test_row12_409_on_the_first_attempt_is_not_retried(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(
         Fault.error(409, message="A sync is already in progress."), company_id=company
     )
@@ -263,7 +259,7 @@ async def test_row13_409_on_a_retry_waits_for_the_replay(
 ) -> None:
     # Attempt 1 holds the key at Codat for 0.4 s; our read timeout (0.1 s) fires first,
     # and every retry meanwhile is told 409 "still in progress" until the replay comes.
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.latency(0.4, stage="before_sync"), company_id=company)
     async with open_api(
         mode,
@@ -282,7 +278,7 @@ async def test_row13_409_on_a_retry_waits_for_the_replay(
 async def test_row13_409_until_attempts_run_out_keeps_the_key_for_later(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.latency(0.5, stage="before_sync"), company_id=company)
     async with open_api(
         mode, base_url=fake_server.base_url, timeout=httpx.Timeout(2.0, read=0.1)
@@ -298,7 +294,7 @@ async def test_row13_409_until_attempts_run_out_keeps_the_key_for_later(
 async def test_row14_422_same_key_different_body_is_never_retried(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company, key = _company(), str(uuid.uuid4())
+    company, key = new_company(), str(uuid.uuid4())
     async with open_api(mode, base_url=fake_server.base_url) as api:
         await api.request_sync(company, idempotency_key=key, sync_to="2024-01-01")
         exc = await raises(
@@ -323,7 +319,7 @@ async def test_row14_422_same_key_different_body_is_never_retried(
 async def test_row15_client_errors_are_never_retried(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer, status: int, cls: type[Exception]
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.error(status), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         exc = await raises(cls, api.request_sync(company))
@@ -334,7 +330,7 @@ async def test_row15_client_errors_are_never_retried(
 async def test_row15_401_names_no_key_material(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.api_key = "another-key-entirely"
     try:
         async with open_api(mode, base_url=fake_server.base_url) as api:
@@ -348,7 +344,7 @@ async def test_row15_401_names_no_key_material(
 async def test_row15_404_unknown_company(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = fake.mark_unknown(_company())
+    company = fake.mark_unknown(new_company())
     async with open_api(mode, base_url=fake_server.base_url) as api:
         exc = await raises(NotFoundError, api.request_sync(company))
     assert exc.attempts == 1 and company in exc.error.error
@@ -366,7 +362,7 @@ async def test_row15_404_unknown_company(
 async def test_row16_can_be_retried_hint(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer, status: int, hint: str, attempts: int
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.error(status, stage="edge", can_be_retried=hint), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         if attempts == 1:
@@ -384,7 +380,7 @@ async def test_row16_can_be_retried_hint(
 async def test_row17_one_key_per_call_on_every_attempt(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    first, second = _company(), _company()
+    first, second = new_company(), new_company()
     fake.faults.script(Fault.edge(503), times=2, company_id=first)
     async with open_api(mode, base_url=fake_server.base_url) as api:
         raw = await api.raw_request_sync(first)
@@ -399,7 +395,7 @@ async def test_row17_one_key_per_call_on_every_attempt(
 async def test_row17_a_callers_key_is_sent_verbatim(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer, as_uuid: bool
 ) -> None:
-    company = _company()
+    company = new_company()
     key = uuid.uuid5(uuid.NAMESPACE_URL, f"nightly-job:{company}:2024-06-30")
     fake.faults.script(Fault.drop(), company_id=company)
     async with open_api(mode, base_url=fake_server.base_url) as api:

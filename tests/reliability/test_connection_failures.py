@@ -10,7 +10,6 @@ ledger proves it: one sync per key, whatever the fault.
 from __future__ import annotations
 
 import time
-import uuid
 
 import anyio
 import pytest
@@ -19,8 +18,7 @@ from codat_commerce_async import APIConnectionError, APITimeoutError, SyncSummar
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
 from .._http import httpx
-from ._harness import FAST, eventually, fake_records, open_api, raises
-from ._sockets import (
+from .._sockets import (
     MisbehavingServer,
     answer,
     blackhole_port,
@@ -32,12 +30,10 @@ from ._sockets import (
     reset,
     truncate,
 )
+from ..conftest import new_company
+from ._harness import FAST, eventually, fake_records, open_api, raises
 
-pytestmark = pytest.mark.anyio
-
-
-def _company() -> str:
-    return str(uuid.uuid4())
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 
 def _keys(server: MisbehavingServer) -> list[str | None]:
@@ -58,7 +54,7 @@ def _replayed(fake: FakeCodat) -> list[bool]:
 async def test_row01_connection_refused_is_retried_then_raised(mode: str) -> None:
     port = closed_port()
     async with open_api(mode, base_url=f"http://127.0.0.1:{port}") as api:
-        exc = await raises(APIConnectionError, api.request_sync(_company()))
+        exc = await raises(APIConnectionError, api.request_sync(new_company()))
     assert type(exc) is APIConnectionError
     assert exc.request_sent is False  # nothing reached anyone
     assert exc.attempts == 3
@@ -75,7 +71,7 @@ async def test_row02_connect_timeout_is_retried_then_raised(mode: str) -> None:
             mode, base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(2.0, connect=0.2)
         ) as api:
             started = time.monotonic()
-            exc = await raises(APITimeoutError, api.request_sync(_company()))
+            exc = await raises(APITimeoutError, api.request_sync(new_company()))
             elapsed = time.monotonic() - started
     assert exc.phase == "connect" and exc.request_sent is False
     assert exc.attempts == 3
@@ -90,7 +86,7 @@ async def test_row03_read_timeout_retries_with_the_same_key(
 ) -> None:
     server.always(hang())
     async with open_api(mode, base_url=server.url, timeout=httpx.Timeout(2.0, read=0.2)) as api:
-        exc = await raises(APITimeoutError, api.request_sync(_company()))
+        exc = await raises(APITimeoutError, api.request_sync(new_company()))
     assert exc.phase == "read" and exc.request_sent is True and exc.attempts == 3
     keys = _keys(server)
     assert len(keys) == 3 and len(set(keys)) == 1 and keys[0] == exc.idempotency_key
@@ -101,7 +97,7 @@ async def test_row03_read_timeout_after_the_sync_started_never_duplicates(
 ) -> None:
     # Deliberate difference from the note's "no retry without a key": we always send a
     # key, so the retry gets Codat's replay of the first answer, not a second sync.
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.latency(0.6, stage="after_sync"), company_id=company)
     async with open_api(
         mode, base_url=fake_server.base_url, timeout=httpx.Timeout(3.0, read=0.2)
@@ -124,7 +120,7 @@ async def test_row03_read_timeout_after_the_sync_started_never_duplicates(
 async def test_row04_reset_before_any_response_byte_never_duplicates(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer, stage: str
 ) -> None:
-    company = _company()
+    company = new_company()
     fake.faults.script(Fault.drop(stage=stage), company_id=company)  # type: ignore[arg-type]
     async with open_api(mode, base_url=fake_server.base_url) as api:
         raw = await api.raw_request_sync(company)
@@ -143,7 +139,7 @@ async def test_row04_persistent_resets_raise_connection_error(
 ) -> None:
     server.always(fault())  # type: ignore[operator]
     async with open_api(mode, base_url=server.url) as api:
-        exc = await raises(APIConnectionError, api.request_sync(_company()))
+        exc = await raises(APIConnectionError, api.request_sync(new_company()))
     assert type(exc) is APIConnectionError and exc.request_sent is True and exc.attempts == 3
     assert len(set(_keys(server))) == 1 and server.requests == 3
 
@@ -153,8 +149,8 @@ async def test_row04_stale_keep_alive_connection_is_dropped_and_retried(
 ) -> None:
     server.then(answer(), close())  # the second request arrives on a connection being closed
     async with open_api(mode, base_url=server.url) as api:
-        await api.request_sync(_company())
-        raw = await api.raw_request_sync(_company())
+        await api.request_sync(new_company())
+        raw = await api.raw_request_sync(new_company())
     seen = list(server.seen)
     assert raw.attempts == 2 and len(seen) == 3
     assert seen[0].connection == seen[1].connection != seen[2].connection
@@ -169,7 +165,7 @@ async def test_row05_truncated_body_is_never_parsed_and_is_retried(
 ) -> None:
     server.then(truncate(declared=200, send=50))
     async with open_api(mode, base_url=server.url) as api:
-        raw = await api.raw_request_sync(_company())
+        raw = await api.raw_request_sync(new_company())
     assert raw.attempts == 2 and isinstance(raw.parsed, SyncSummary)
     assert len(set(_keys(server))) == 1 and server.requests == 2
 
@@ -177,7 +173,7 @@ async def test_row05_truncated_body_is_never_parsed_and_is_retried(
 async def test_row05_truncated_after_the_sync_started_never_duplicates(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company = _company()
+    company = new_company()
     with MisbehavingServer(upstream=("127.0.0.1", fake_server.port)) as proxy:
         proxy.then(forward("truncate"))
         async with open_api(mode, base_url=proxy.url) as api:
@@ -192,7 +188,7 @@ async def test_row05_truncated_after_the_sync_started_never_duplicates(
 async def test_row05_persistent_truncation_raises(mode: str, server: MisbehavingServer) -> None:
     server.always(truncate())
     async with open_api(mode, base_url=server.url) as api:
-        exc = await raises(APIConnectionError, api.request_sync(_company()))
+        exc = await raises(APIConnectionError, api.request_sync(new_company()))
     assert exc.request_sent is True and exc.attempts == 3
 
 
@@ -212,7 +208,7 @@ async def test_row06_slow_drip_is_bounded_by_wall_clock(
         deadline=1.1,
     ) as api:
         started = time.monotonic()
-        exc = await raises(APITimeoutError, api.request_sync(_company()))
+        exc = await raises(APITimeoutError, api.request_sync(new_company()))
         elapsed = time.monotonic() - started
     # Attempt 1 ends at its 0.6 s bound and is retried (same key); attempt 2 at the deadline.
     assert exc.phase == "deadline" and exc.attempts == 2
@@ -235,7 +231,7 @@ async def test_row06_waiting_for_a_slot_counts_against_the_deadline(
         ends: list[float] = []
 
         async def one() -> None:
-            await raises(APITimeoutError, api.request_sync(_company()))
+            await raises(APITimeoutError, api.request_sync(new_company()))
             ends.append(time.monotonic() - started)
 
         async with anyio.create_task_group() as tg:

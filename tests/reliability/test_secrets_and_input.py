@@ -17,13 +17,14 @@ from codat_commerce_async import (
     ConfigurationError,
     SyncClient,
 )
+from codat_commerce_async.testing import FakeCodat, FakeCodatServer
 
 from .._http import httpx
-from ..conftest import CANARY_KEY
+from .._sockets import MisbehavingServer
+from ..conftest import CANARY_KEY, new_company
 from ._harness import CANARY_FORMS, Canary, open_api, raises, sync_raises
-from ._sockets import MisbehavingServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]
 
 CANONICAL = "8a210b68-6988-11ed-a1eb-0242ac120002"
 BUILDERS: tuple[Callable[..., object], ...] = (AsyncSyncClient, SyncClient)
@@ -160,10 +161,14 @@ async def test_row26_lower_layer_errors_quoting_the_key_are_withheld(
     trace = logging.getLogger("httpcore2.http11" if http_library == "httpx2" else "httpcore.http11")
     trace.setLevel(logging.INFO)
     try:
-        async with open_api(mode, base_url=server.url) as api:
-            core = api.client._core
-            core.headers = {**core.headers, "Authorization": core.headers["Authorization"] + "\n"}
+        # The caller's own client appends the newline in a request hook, after validation.
+        async def corrupt(request: httpx.Request) -> None:
+            request.headers["Authorization"] = request.headers["Authorization"] + "\n"
+
+        http = httpx.AsyncClient(event_hooks={"request": [corrupt]})
+        async with open_api(mode, base_url=server.url, http_client=http) as api:
             exc = await raises(APIConnectionError, api.request_sync(CANONICAL))
+        await http.aclose()
     finally:
         trace.setLevel(logging.NOTSET)
     assert "withheld" in str(exc) and exc.attempts == 1  # not retried: it can never work
@@ -220,7 +225,7 @@ async def test_row30_loopback_http_and_explicit_https_hosts_are_allowed(
 ) -> None:
     # A custom https host receives the key: allowed only because it is explicit (docs).
     async with open_api(mode, base_url=url) as api:
-        assert str(api.client.base_url) == url
+        assert str(api.base_url) == url
 
 
 # -- row 31: the key from the environment ----------------------------------------------------
@@ -256,10 +261,11 @@ def test_row31_missing_or_bad_key_in_the_environment(
 
 def test_row31_env_transport_settings_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     # trust_env=False: a proxy variable cannot silently reroute the key.
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    client = AsyncSyncClient(api_key=CANARY_KEY)
-    assert client._core.http.trust_env is False
-    import anyio
-
-    anyio.run(client.aclose)
-    assert isinstance(client._core.http, httpx.AsyncClient)
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    fake = FakeCodat()
+    with FakeCodatServer(fake) as server:
+        client = SyncClient(auth_header=fake.auth_header, base_url=server.base_url)
+        with client:
+            assert client.sync.request_sync(new_company()).commerce_sync_id  # went direct
+    assert len(fake.requests) == 1

@@ -16,7 +16,8 @@ import pytest
 from codat_commerce_async import APITimeoutError, CallEvent, SyncClient, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
-from ..conftest import CANARY_KEY
+from .._sockets import MisbehavingServer, answer, hang
+from ..conftest import CANARY_KEY, new_company
 from ._harness import (
     CANARY,
     FAST,
@@ -25,29 +26,21 @@ from ._harness import (
     open_api,
     pool_state,
     record_figures,
+    sdk_transport,
     wait_until,
 )
 from ._interrupt import ctrl_c_when
-from ._sockets import MisbehavingServer, answer, hang
-
-BOTH_LOOPS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
-
-
-def _company() -> str:
-    return str(uuid.uuid4())
-
 
 # -- row 19: cancel mid-request ----------------------------------------------------------
 
 
-@BOTH_LOOPS
-@pytest.mark.anyio
+@pytest.mark.anyio  # on asyncio and trio
 async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingServer) -> None:
     server.then(hang())
     async with open_api("async", base_url=server.url) as api:
         started = time.monotonic()
         with anyio.move_on_after(0.2) as scope:
-            await api.request_sync(_company())
+            await api.request_sync(new_company())
         assert scope.cancelled_caught  # a cancellation, never wrapped in an SDK error
         assert time.monotonic() - started < 0.35
         await anyio.sleep(0.3)
@@ -56,16 +49,17 @@ async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingSe
         (finished,) = api.kinds("call_finished")
         assert isinstance(finished.error, anyio.get_cancelled_exc_class())
         with anyio.fail_after(1.0):
-            await api.request_sync(_company())
-        _, active, queued = pool_state(api.client)
+            await api.request_sync(new_company())
+        _, active, queued = pool_state(api.transport)
         assert active == 0 and queued == 0
 
 
 @pytest.mark.anyio
+@pytest.mark.asyncio_only
 async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
     fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
-    company, key = _company(), str(uuid.uuid4())
+    company, key = new_company(), str(uuid.uuid4())
     fake.faults.script(Fault.latency(0.3, stage="after_sync"), company_id=company)
     async with open_api("async", base_url=fake_server.base_url) as api:
         with anyio.move_on_after(0.1):
@@ -80,29 +74,31 @@ async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
 def test_row19_ctrl_c_in_a_blocking_call(server: MisbehavingServer) -> None:
     server.then(hang())
     reached = threading.Event()
-    with SyncClient(api_key=CANARY_KEY, base_url=server.url, retry_policy=FAST) as client:
+    transport = sdk_transport()
+    with SyncClient(
+        api_key=CANARY_KEY, base_url=server.url, retry_policy=FAST, transport=transport
+    ) as client:
         with ctrl_c_when(reached) as ctrl_c:
             threading.Thread(
                 target=lambda: reached.set() if wait_until(lambda: server.requests == 1) else None
             ).start()
             with pytest.raises(KeyboardInterrupt):
-                client.sync.request_sync(_company())
+                client.sync.request_sync(new_company())
         assert ctrl_c.raised_at is not None and ctrl_c.fired_at is not None
         assert ctrl_c.raised_at - ctrl_c.fired_at < 0.1  # at once
         time.sleep(0.3)
         assert server.requests == 1  # the call was cancelled on the loop too
         started = time.monotonic()
-        assert isinstance(client.sync.request_sync(_company()), SyncSummary)
+        assert isinstance(client.sync.request_sync(new_company()), SyncSummary)
         assert time.monotonic() - started < 1.0
-        assert pool_state(client._async)[1:] == (0, 0)
+        assert pool_state(transport)[1:] == (0, 0)
     assert not any(t.name == "codat-commerce-async-loop" for t in threading.enumerate())
 
 
 # -- row 20: cancel under pool contention -------------------------------------------------
 
 
-@BOTH_LOOPS
-@pytest.mark.anyio
+@pytest.mark.anyio  # on asyncio and trio
 @pytest.mark.slow
 async def test_row20_cancellation_stress_leaves_the_pool_usable(
     anyio_backend: str, fake: FakeCodat, fake_server: FakeCodatServer
@@ -134,7 +130,7 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
 
             async def one() -> None:
                 nonlocal done
-                await api.request_sync(_company())
+                await api.request_sync(new_company())
                 done += 1
 
             cancel_at = float("inf")
@@ -148,11 +144,11 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
             cancel_at = float("inf")
             cancelled_calls += 20 - done
         stress_time = time.monotonic() - started
-        connections, active, queued = pool_state(api.client)
+        connections, active, queued = pool_state(api.transport)
         assert active == 0 and queued == 0
         next_started = time.monotonic()
         with anyio.fail_after(1.0):
-            await api.request_sync(_company())
+            await api.request_sync(new_company())
         next_call = time.monotonic() - next_started
     assert sent_after_cancel == 0
     assert cancelled_calls > 1000  # the rounds really did cancel work in flight
@@ -177,6 +173,7 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
     # Threads cannot be cancelled; the facade's representative case is many calls cut
     # short by their deadline (a cancel scope on the loop) while the pool is contended.
     fake.faults.randomly(Fault.latency(0.05), 1.0)
+    transport = sdk_transport(10)
     with (
         SyncClient(
             api_key=CANARY_KEY,
@@ -184,27 +181,27 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
             max_concurrency=10,
             deadline=0.02,
             retry_policy=FAST,
+            transport=transport,
         ) as client,
         ThreadPoolExecutor(20) as pool,
     ):
         for _ in range(5):
-            futures = [pool.submit(client.sync.request_sync, _company()) for _ in range(20)]
+            futures = [pool.submit(client.sync.request_sync, new_company()) for _ in range(20)]
             for future in futures:
                 error = future.exception()
                 assert isinstance(error, APITimeoutError) and error.phase == "deadline"
                 CANARY.scan_exception(error, "blocking deadline")
         fake.faults.clear()
         started = time.monotonic()
-        client.with_options(deadline=5).sync.request_sync(_company())
+        client.with_options(deadline=5).sync.request_sync(new_company())
         assert time.monotonic() - started < 1.0
-        assert pool_state(client._async)[1:] == (0, 0)
+        assert pool_state(transport)[1:] == (0, 0)
 
 
 # -- row 21: cancel during a backoff sleep ------------------------------------------------
 
 
-@BOTH_LOOPS
-@pytest.mark.anyio
+@pytest.mark.anyio  # on asyncio and trio
 async def test_row21_cancel_during_backoff_stops_at_once(server: MisbehavingServer) -> None:
     server.always(answer(503, b"", {"Retry-After": "3"}))
     sleeping = anyio.Event()
@@ -215,7 +212,7 @@ async def test_row21_cancel_during_backoff_stops_at_once(server: MisbehavingServ
 
     async with open_api("async", base_url=server.url, event_hooks=[on_event]) as api:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(api.request_sync, _company())
+            tg.start_soon(api.request_sync, new_company())
             await sleeping.wait()
             cancelled = time.monotonic()
             tg.cancel_scope.cancel()
@@ -234,7 +231,7 @@ def test_row21_ctrl_c_during_a_blocking_backoff(server: MisbehavingServer) -> No
         event_hooks=[lambda e: sleeping.set() if e.kind == "retry_scheduled" else None],
     ) as client:
         with ctrl_c_when(sleeping) as ctrl_c, pytest.raises(KeyboardInterrupt):
-            client.sync.request_sync(_company())
+            client.sync.request_sync(new_company())
         assert ctrl_c.raised_at is not None
         time.sleep(0.3)
         assert server.requests == 1

@@ -1,0 +1,209 @@
+"""One logical call: an operation, its request and key, its settings and its clock.
+
+A :class:`Call` is built once per public method call and carried through every
+attempt; the retry loop (:func:`~._retry.run_with_retries`) asks it for one
+:meth:`Call.attempt` at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from . import _protocol
+from ._config import CallSettings
+from ._events import CallEvent, EventKind
+from ._exceptions import APIError, APITimeoutError, RateLimitError
+from ._logging import logger
+from ._response import APIResponse
+from ._retry import run_with_retries
+from ._send import send_attempt
+
+if TYPE_CHECKING:
+    from ._core import Core
+
+__all__ = ["Call"]
+
+T = TypeVar("T")
+
+
+class Call(Generic[T]):
+    """The state of one logical call, shared by its attempts."""
+
+    __slots__ = ("attempts", "core", "key", "op", "request", "settings", "started")
+
+    def __init__(
+        self,
+        core: Core,
+        op: _protocol.Operation[T],
+        settings: CallSettings,
+        idempotency_key: str | None = None,
+    ) -> None:
+        self.core = core
+        self.op = op
+        self.settings = settings
+        #: Sent with every attempt of a POST, so a retry can never start a second sync.
+        self.key = None if op.idempotent else (idempotency_key or _protocol.new_idempotency_key())
+        self.request = core.requests.build(
+            op.method, op.path, op.body, self.key, settings.timeout, settings.extra_headers
+        )
+        self.started = core.clock.now()
+        #: Attempts sent (or being sent) so far.
+        self.attempts = 0
+
+    # -- time ------------------------------------------------------------------
+
+    def remaining(self) -> float | None:
+        """Seconds left before the call's deadline (None: no deadline)."""
+        deadline = self.settings.deadline
+        return None if deadline is None else deadline - (self.core.clock.now() - self.started)
+
+    def time_limit(self) -> tuple[float | None, str]:
+        """The bound of the attempt about to be sent and its name (``"attempt"`` or
+        ``"deadline"``); raises :meth:`deadline_error` if the deadline has passed."""
+        left = self.remaining()
+        limit, phase = self.settings.attempt_timeout, "attempt"
+        if left is not None and (limit is None or left < limit):
+            limit, phase = left, "deadline"
+            if left <= 0:
+                raise self.deadline_error()
+        return limit, phase
+
+    def deadline_error(self) -> APITimeoutError:
+        """The error for a deadline that passed before the next attempt was sent."""
+        return APITimeoutError(
+            f"the call deadline of {self.settings.deadline:g} s passed",
+            request=self.request,
+            idempotency_key=self.key,
+            attempts=self.attempts,
+            phase="deadline",
+            request_sent=self.attempts > 0,
+            not_retried_because="the call's deadline has passed",
+        )
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self) -> APIResponse[T]:
+        """All attempts, with the ``call_finished`` event around them."""
+        core = self.core
+        if not core.hooks:
+            return await run_with_retries(self)
+        try:
+            result = await run_with_retries(self)
+        except BaseException as exc:  # cancellation too: a tracer must close its span
+            made = getattr(exc, "attempts", self.attempts)  # 0 if the deadline passed unsent
+            core.emit(self.event("call_finished", made, getattr(exc, "status_code", None), exc))
+            raise
+        core.emit(self.event("call_finished", self.attempts, result.status_code))
+        return result
+
+    async def attempt(self) -> APIResponse[T]:
+        """One attempt: wait for the limits, send, then parse or raise a typed error."""
+        core, op, key = self.core, self.op, self.key
+        limits = core.limits
+        await limits.acquire(self)
+        try:
+            limit, phase = self.time_limit()
+            self.attempts += 1
+            number = self.attempts
+            if core.hooks:
+                core.emit(self.event("request_sent", number))
+            try:
+                response, body = await send_attempt(
+                    core.pool.send,
+                    self.request,
+                    max_response_size=core.max_response_size,
+                    time_limit=limit,
+                    limit_phase=phase,
+                    secrets=core.secrets,
+                    errors=core.pool.library.errors,
+                )
+            except APIError as exc:
+                exc.idempotency_key = key
+                exc.attempts = number
+                if logger.isEnabledFor(logging.DEBUG):
+                    self._log(type(exc).__name__)
+                raise
+        finally:
+            limits.release(self)
+        status = response.status_code
+        if core.hooks:
+            core.emit(self.event("response_received", number, status))
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log(status)
+        if 200 <= status < 300:
+            limits.observe(self, status, response.headers, None)
+            parsed = _protocol.parse_success(
+                op.model, response, body, idempotency_key=key, attempts=number
+            )
+            return APIResponse(response, parsed, number, key)
+        error = _protocol.error_for_response(
+            response, body, idempotency_key=key, attempts=number, secrets=core.secrets
+        )
+        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        limits.observe(self, status, response.headers, retry_after)
+        raise error
+
+    # -- telling others --------------------------------------------------------
+
+    def event(
+        self,
+        kind: EventKind,
+        attempt: int,
+        status_code: int | None = None,
+        error: BaseException | None = None,
+        wait: float | None = None,
+    ) -> CallEvent:
+        op = self.op
+        return CallEvent(
+            kind=kind,
+            method=op.method,
+            path=op.path,
+            company_id=op.company_id,
+            attempt=attempt,
+            idempotency_key=self.key,
+            status_code=status_code,
+            error=error,
+            wait=wait,
+            elapsed=self.core.clock.now() - self.started,
+        )
+
+    def retry_scheduled(self, exc: APIError, wait: float) -> None:
+        """Tell hooks and the log that attempt :attr:`attempts` failed and a retry follows."""
+        op, number = self.op, self.attempts
+        if self.core.hooks:
+            status = getattr(exc, "status_code", None)
+            self.core.emit(self.event("retry_scheduled", number, status, exc, wait))
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s %s failed (%s) on attempt %d of %d; retrying in %.2f s",
+                op.method,
+                op.path,
+                type(exc).__name__,
+                number,
+                self.settings.max_retries + 1,
+                wait,
+                extra={
+                    "codat_method": op.method,
+                    "codat_path": op.path,
+                    "codat_attempt": number,
+                    "codat_error": type(exc).__name__,
+                    "codat_wait": wait,
+                },
+            )
+
+    def _log(self, outcome: int | str) -> None:
+        op = self.op
+        logger.debug(
+            "%s %s -> %s (attempt %d)",
+            op.method,
+            op.path,
+            outcome,
+            self.attempts,
+            extra={
+                "codat_method": op.method,
+                "codat_path": op.path,
+                "codat_outcome": outcome,
+                "codat_attempt": self.attempts,
+            },
+        )
