@@ -57,6 +57,7 @@ class ErrorClasses:
     timeout_phases: dict[type[Exception], str]
     byte_streams: tuple[type[Any], ...]
     any_error: tuple[type[Exception], ...]
+    modules: tuple[ModuleType, ...]
 
 
 def _error_classes(modules: tuple[ModuleType, ...]) -> ErrorClasses:
@@ -78,6 +79,7 @@ def _error_classes(modules: tuple[ModuleType, ...]) -> ErrorClasses:
         timeout_phases=phases,
         byte_streams=tuple(m.AsyncByteStream for m in modules),
         any_error=tuple(m.HTTPError for m in modules),
+        modules=modules,
     )
 
 
@@ -166,6 +168,12 @@ def library_named(name: str) -> HttpLibrary:
     """The library called ``name`` (imported on first use), or a ConfigurationError."""
     library = _LIBRARIES.get(name)
     if library is not None:
+        loaded = _loaded_modules(library.module)
+        if len(loaded) == len(library.errors.modules):
+            return library
+        # The other library was imported since: recognise its errors too.
+        library = HttpLibrary(library.name, library.module, _error_classes(loaded))
+        _LIBRARIES[name] = library
         return library
     if name not in LIBRARY_NAMES:
         raise ConfigurationError(
@@ -182,12 +190,6 @@ def library_named(name: str) -> HttpLibrary:
     actual = module.__name__ if module.__name__ in LIBRARY_NAMES else name
     library = HttpLibrary(actual, module, _error_classes(_loaded_modules(module)))
     _LIBRARIES[name] = library
-    # A library loaded later widens what the others recognise.
-    for other_name, other in list(_LIBRARIES.items()):
-        if other_name != name:
-            _LIBRARIES[other_name] = HttpLibrary(
-                other.name, other.module, _error_classes(_loaded_modules(other.module))
-            )
     return library
 
 

@@ -233,3 +233,18 @@ def test_under_alias_httpx_the_sdk_reports_httpx2() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.split() == ["httpx2", "httpx2"]
+
+
+@pytest.mark.anyio
+async def test_an_httpx2_error_on_an_httpx_client_is_typed_too() -> None:
+    """A custom httpx transport that wraps an httpx2 client during a migration."""
+
+    def handler(request: object) -> object:
+        raise httpx2.ConnectTimeout("x")
+
+    async with AsyncSyncClient(
+        api_key=CANARY_KEY, base_url=BASE_URL, transport=httpx.MockTransport(handler), max_retries=0
+    ) as client:
+        with pytest.raises(APITimeoutError) as info:
+            await client.sync.request_sync(COMPANY)
+    assert info.value.phase == "connect" and info.value.request_sent is False
