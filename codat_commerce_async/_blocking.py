@@ -16,6 +16,7 @@ import copy
 import datetime
 import os
 import ssl
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -39,7 +40,7 @@ from ._config import (
 )
 from ._events import EventHook
 from ._http_library import HttpLibraryName
-from ._limits import InProcessLimits
+from ._limits import ClientLimits
 from ._resources.sync import SyncResource
 from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
@@ -53,6 +54,8 @@ T = TypeVar("T")
 
 
 _Started = tuple[BlockingPortal, asyncio.AbstractEventLoop]
+#: Shutdowns begun by finalisers (the loop keeps only weak references to tasks).
+_SHUTDOWNS: set[asyncio.Task[None]] = set()
 
 
 class _LoopThread:
@@ -137,6 +140,18 @@ class _LoopThread:
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
+    def stop_soon(self, client: AsyncSyncClient) -> None:
+        """Close ``client`` and stop the loop without waiting for either: safe in a
+        finaliser (``portal.start_task_soon`` waits for the loop thread, which at
+        interpreter exit never answers)."""
+
+        def begin() -> None:
+            task = self._loop.create_task(_shutdown(client, self.portal))
+            _SHUTDOWNS.add(task)
+            task.add_done_callback(_SHUTDOWNS.discard)
+
+        self._loop.call_soon_threadsafe(begin)
+
     def stop(self) -> None:
         self.portal.call(self._cancel_tasks)
         self.portal.call(self.portal.stop)
@@ -217,6 +232,7 @@ class SyncClient:
         self._lock = threading.Lock()
         self._closed = False
         self._owner = True
+        self._origin: SyncClient | None = None
         self._loop = _LoopThread()
         try:
             self._async: AsyncSyncClient = self._loop.call(_build_async, options)
@@ -240,6 +256,9 @@ class SyncClient:
         other = copy.copy(self)
         other._closed = False
         other._owner = False
+        # The original owns the loop and the pool: it must outlive every copy, or its
+        # finaliser would shut them down under the copy (``SyncClient(...).with_options()``).
+        other._origin = self
         other._async = self._async.with_options(
             timeout=timeout,
             max_retries=max_retries,
@@ -270,6 +289,11 @@ class SyncClient:
         return self._async.base_url
 
     @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at once."""
+        return self._async.max_concurrency
+
+    @property
     def max_retries(self) -> int:
         """Retries after the first attempt."""
         return self._async.max_retries
@@ -280,7 +304,7 @@ class SyncClient:
         return self._async.http_library
 
     @property
-    def limits(self) -> InProcessLimits:
+    def limits(self) -> ClientLimits:
         """The limits shared by every call of this client (see :class:`AsyncSyncClient`)."""
         return self._async.limits
 
@@ -333,9 +357,9 @@ class SyncClient:
                 source=self,
             )
             self._closed = True
-            if not self._loop.in_loop_thread():
-                # Shut down in the background: a finalizer must not block.
-                self._loop.portal.start_task_soon(_shutdown, self._async, self._loop.portal)
+            if not sys.is_finalizing():
+                # At interpreter exit the loop thread (a daemon) is frozen: do nothing.
+                self._loop.stop_soon(self._async)
         except Exception:  # noqa: S110 - best effort at GC or interpreter shutdown
             pass
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+import anyio
+
 from . import _protocol
 from ._config import CallSettings
 from ._events import CallEvent, EventKind
-from ._exceptions import APIError, APITimeoutError, RateLimitError
+from ._exceptions import APIError, APITimeoutError, ClientClosedError
 from ._logging import logger
 from ._response import APIResponse
-from ._retry import run_with_retries
+from ._retry import retry_after_of, run_with_retries
 from ._send import send_attempt
 
 if TYPE_CHECKING:
@@ -69,16 +71,17 @@ class Call(Generic[T]):
                 raise self.deadline_error()
         return limit, phase
 
-    def deadline_error(self) -> APITimeoutError:
-        """The error for a deadline that passed before the next attempt was sent."""
+    def deadline_error(self, message: str | None = None) -> APITimeoutError:
+        """The error for a deadline that passed (or would pass) before the next attempt
+        was sent."""
         return APITimeoutError(
-            f"the call deadline of {self.settings.deadline:g} s passed",
+            message or f"the call deadline of {self.settings.deadline:g} s passed",
             request=self.request,
             idempotency_key=self.key,
             attempts=self.attempts,
             phase="deadline",
             request_sent=self.attempts > 0,
-            not_retried_because="the call's deadline has passed",
+            not_retried_because="no time is left before the call's deadline",
         )
 
     # -- running ---------------------------------------------------------------
@@ -87,9 +90,9 @@ class Call(Generic[T]):
         """All attempts, with the ``call_finished`` event around them."""
         core = self.core
         if not core.hooks:
-            return await run_with_retries(self)
+            return await self._closable()
         try:
-            result = await run_with_retries(self)
+            result = await self._closable()
         except BaseException as exc:  # cancellation too: a tracer must close its span
             made = getattr(exc, "attempts", self.attempts)  # 0 if the deadline passed unsent
             core.emit(self.event("call_finished", made, getattr(exc, "status_code", None), exc))
@@ -97,12 +100,43 @@ class Call(Generic[T]):
         core.emit(self.event("call_finished", self.attempts, result.status_code))
         return result
 
+    async def _closable(self) -> APIResponse[T]:
+        """The retry loop in a cancel scope that closing the client cancels; that
+        cancellation (or a failure of the pool closed under it) is a ClientClosedError."""
+        core = self.core
+        cause: BaseException | None = None
+        with anyio.CancelScope() as scope:
+            core.calls.add(scope)
+            try:
+                return await run_with_retries(self)
+            except APIError as exc:
+                if not core.closed:
+                    raise
+                cause = exc
+            finally:
+                core.calls.discard(scope)
+        # Reached only when close() cancelled this call, or its attempt failed after it.
+        raise ClientClosedError(
+            "the client was closed while this call was in flight; no attempt starts "
+            "after close. The idempotency key tells what may have reached Codat.",
+            request=self.request,
+            idempotency_key=self.key,
+            attempts=self.attempts,
+        ) from cause
+
     async def attempt(self) -> APIResponse[T]:
         """One attempt: wait for the limits, send, then parse or raise a typed error."""
         core, op, key = self.core, self.op, self.key
         limits = core.limits
         await limits.acquire(self)
         try:
+            if core.closed:  # closed from elsewhere while this attempt waited
+                raise ClientClosedError(
+                    "the client was closed before this attempt was sent",
+                    request=self.request,
+                    idempotency_key=key,
+                    attempts=self.attempts,
+                )
             limit, phase = self.time_limit()
             self.attempts += 1
             number = self.attempts
@@ -140,8 +174,9 @@ class Call(Generic[T]):
         error = _protocol.error_for_response(
             response, body, idempotency_key=key, attempts=number, secrets=core.secrets
         )
-        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-        limits.observe(self, status, response.headers, retry_after)
+        # A 429's or a 503's Retry-After is about the whole client (Codat counts per
+        # IP; a 503 is the service): the limits pause every call, not only this one.
+        limits.observe(self, status, response.headers, retry_after_of(error))
         raise error
 
     # -- telling others --------------------------------------------------------

@@ -36,7 +36,7 @@ from ._core import Core
 from ._events import EventHook, validate_hooks
 from ._exceptions import ConfigurationError
 from ._http_library import HttpLibraryName, resolve_library
-from ._limits import InProcessLimits
+from ._limits import ClientLimits, InProcessLimits
 from ._logging import setup_from_env
 from ._ratelimit import validate_rate
 from ._resources.sync import AsyncSyncResource
@@ -74,7 +74,8 @@ class AsyncSyncClient:
         deadline: wall-clock bound on a whole call, retries and waits included
             (default 120 s; ``None`` for none).
         attempt_timeout: wall-clock bound on one attempt (default 30 s; ``None`` for none).
-        max_concurrency: requests in flight at once (default 10), never above the pool size.
+        max_concurrency: requests in flight at once (default 10), never above the pool size
+            (of the SDK's pool, or of an httpx/httpx2 ``http_client``/``transport`` you pass).
         max_response_size: the largest body accepted, raw or decompressed (default 1 MiB).
         default_headers: extra headers for every request.
         http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` you own; the SDK
@@ -162,9 +163,9 @@ class AsyncSyncClient:
             timeout=settings.timeout,
             max_connections=concurrency,
         )
-        if http_client is not None:
-            # Requests never queue inside httpcore (encode/httpcore#1093).
-            concurrency = min(concurrency, pool.max_connections() or concurrency)
+        # The cap follows the pool, however it was supplied: requests never queue
+        # inside httpcore (encode/httpcore#1093).
+        concurrency = min(concurrency, pool.max_connections() or concurrency)
         headers = {
             "Authorization": auth,
             "Accept": "application/json",
@@ -278,7 +279,7 @@ class AsyncSyncClient:
         return self._core.limits.max_concurrency
 
     @property
-    def limits(self) -> InProcessLimits:
+    def limits(self) -> ClientLimits:
         """The limits shared by every call of this client and its copies (429 gate,
         request rate, in-flight cap, bulk runs' per-company guard)."""
         return self._core.limits

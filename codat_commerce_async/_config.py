@@ -153,6 +153,12 @@ def resolve_base_url(base_url: str | None) -> httpx.URL:
         raise ConfigurationError("base_url must be a non-empty string")
     if _has_control_chars(raw):
         raise ConfigurationError("base_url contains control characters")
+    if "@" in raw:
+        # Checked before parsing: a password with "/", "?" or "#" ends the authority
+        # early and the parser's message ("Invalid port: ...") would quote part of it.
+        raise ConfigurationError(
+            "base_url must not contain credentials (user:password@); value not shown"
+        )
     try:
         url = httpx.URL(raw.strip())
     except (httpx.InvalidURL, ValueError, TypeError) as exc:

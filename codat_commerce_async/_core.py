@@ -10,16 +10,22 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, cast
 
+import anyio
+import anyio.to_thread
 import sniffio
 
 from ._clock import Clock, Jitter
 from ._events import CallEvent, EventHook
-from ._limits import InProcessLimits
+from ._exceptions import ClientClosedError
+from ._limits import ClientLimits
 from ._retry import RetryBudget
 from ._send import HttpPool, RequestTemplate
 
@@ -48,7 +54,7 @@ class Core:
         headers: Mapping[str, str],
         secrets: tuple[str, ...],
         max_response_size: int,
-        limits: InProcessLimits,
+        limits: ClientLimits,
         clock: Clock,
         hooks: tuple[EventHook, ...],
         retry_budget: RetryBudget | None,
@@ -65,6 +71,9 @@ class Core:
         self.pid = os.getpid()
         self.loop: object | None = None
         self.closed = False
+        # The cancel scope of every call in flight: closing cancels them, so no
+        # attempt starts (or retries) after close begins.
+        self.calls: set[anyio.CancelScope] = set()
 
     def emit(self, event: CallEvent) -> None:
         for hook in self.hooks:
@@ -73,7 +82,7 @@ class Core:
     def check_usable(self) -> None:
         """Refuse a closed client or another event loop; start afresh after a fork."""
         if self.closed:
-            raise RuntimeError("this AsyncSyncClient is closed; create a new one")
+            raise ClientClosedError("this AsyncSyncClient is closed; create a new one", attempts=0)
         if self.pid != os.getpid():
             self._after_fork()
         loop = _loop_identity()
@@ -103,6 +112,27 @@ class Core:
         if self.closed:
             return
         self.closed = True
+        if self.pid != os.getpid():
+            return  # a forked child: the parent's sockets are not ours to end
+        owner = self.loop
+        if owner is None or _loop_identity() is owner:
+            await self._close_here()
+            return
+        # Called on another event loop than the one that used the pool.
+        if await _run_on_owner_loop(owner, self._close_here):
+            return
+        if self.pool.owned and not self.pool.shut_down_sockets():
+            raise ClientClosedError(
+                "this AsyncSyncClient was closed on another event loop than the one it "
+                "was used on, which has ended; its connections could not be closed from "
+                "here. Close a client on the loop that uses it.",
+                attempts=0,
+            )
+
+    async def _close_here(self) -> None:
+        """Cancel the calls in flight, then close the pool (on the loop that owns both)."""
+        for scope in list(self.calls):
+            scope.cancel()
         await self.pool.aclose()
 
     def __del__(self) -> None:
@@ -116,3 +146,25 @@ class Core:
                     stacklevel=1,
                     source=self,
                 )
+
+
+async def _run_on_owner_loop(owner: object, close: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+    """Run ``close`` on the event loop ``owner`` if it is still running (waiting in a
+    worker thread); False if that loop has ended."""
+    if isinstance(owner, asyncio.AbstractEventLoop):
+        if owner.is_closed() or not owner.is_running():
+            return False
+        future: concurrent.futures.Future[None] = asyncio.run_coroutine_threadsafe(close(), owner)
+        await anyio.to_thread.run_sync(future.result)
+        return True
+    if sniffio.current_async_library() == "trio" or type(owner).__module__.startswith("trio"):
+        import trio
+
+        try:
+            await anyio.to_thread.run_sync(
+                functools.partial(trio.from_thread.run, close, trio_token=cast(Any, owner))
+            )
+        except trio.RunFinishedError:
+            return False
+        return True
+    return False

@@ -23,7 +23,8 @@ CodatError
     │   └── InternalServerError       >= 500
     ├── ResponseValidationError   a success body that is not what the spec promises
     ├── ResponseTooLargeError     a body above ``max_response_size`` (raw or decoded)
-    └── RetryBudgetExhaustedError the client-wide retry budget is empty
+    ├── RetryBudgetExhaustedError the client-wide retry budget is empty
+    └── ClientClosedError         the client was closed (also a RuntimeError)
 ```
 
 Every :class:`APIError` carries the ``idempotency_key`` sent with the call (when
@@ -34,6 +35,7 @@ with the same key or check the sync's status.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "CodatError",
     "ConfigurationError",
     "ConflictError",
@@ -174,6 +177,12 @@ class APIError(CodatError):
         if self.idempotency_key is not None:
             extra.append(f"idempotency_key={self.idempotency_key}")
         return f"{self.message} ({', '.join(extra)})"
+
+
+class ClientClosedError(APIError, RuntimeError):
+    """The client was closed: before this call, or while it was in flight (no attempt
+    starts after close begins). ``attempts`` and ``idempotency_key`` say what may have
+    reached Codat; reuse the key with a new client to reconcile."""
 
 
 class APIConnectionError(APIError):
@@ -423,7 +432,8 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     return _STATUS_CLASSES.get(status_code, APIStatusError)
 
 
-# Above this a Retry-After is nonsense (about 11.5 days); it also keeps float() sane.
+# A longer Retry-After (about 11.5 days) is reported as this: still "longer than we
+# wait" (so it raises at once with ``retry_after`` set), and it keeps the clock maths sane.
 _RETRY_AFTER_CEILING = 1_000_000.0
 
 
@@ -431,7 +441,9 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
     """Parse a ``Retry-After`` header into seconds (>= 0), or None if absent or invalid.
 
     Accepts delta-seconds (integer or decimal) and HTTP-dates. Garbage, NaN,
-    infinities and negative numbers give None; a date in the past gives 0.
+    infinities and negative numbers give None; a date in the past gives 0; a
+    value above about 11.5 days gives that ceiling (never None: it is a real,
+    long Retry-After).
     """
     if value is None:
         return None
@@ -443,9 +455,9 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
             seconds = float(text)
         except ValueError:
             return None
-        if seconds != seconds or seconds < 0 or seconds > _RETRY_AFTER_CEILING:
+        if seconds != seconds or seconds < 0 or seconds == float("inf"):
             return None
-        return seconds
+        return min(seconds, _RETRY_AFTER_CEILING)
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -457,17 +469,25 @@ def parse_retry_after(value: str | None, *, now: _dt.datetime | None = None) -> 
         delta = (when - current).total_seconds()
     except OverflowError:
         return None
-    if delta > _RETRY_AFTER_CEILING:
-        return None
-    return max(0.0, delta)
+    return min(max(0.0, delta), _RETRY_AFTER_CEILING)
+
+
+# "//" up to the last "@" of a run without spaces: a URL's userinfo, even one whose
+# password holds "/", "?" or "#" (which end the authority for a URL parser).
+_USERINFO = re.compile(r"//[^\s]*@")
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every credential form replaced (servers may echo what they got)."""
+    """``text`` with every credential form and any URL userinfo replaced (servers may
+    echo what they got). Scrub before cutting: a cut may split a secret."""
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, "<redacted>")
-    return text
+    return _USERINFO.sub("//<redacted>@", text)
+
+
+def _scrubbed_excerpt(text: str, secrets: Sequence[str], limit: int) -> str:
+    return redact(text, secrets)[:limit]
 
 
 def _status_message(
@@ -479,9 +499,9 @@ def _status_message(
     if 300 <= status_code < 400:
         location = response.headers.get("location")
         text += " (redirects are never followed"
-        text += f"; Location: {location[:200]})" if location else ")"
+        text += f"; Location: {_scrubbed_excerpt(location, secrets, 200)})" if location else ")"
     if detail:
-        text += f": {str(detail)[:500]}"
+        text += f": {_scrubbed_excerpt(str(detail), secrets, 500)}"
     return redact(text, secrets)
 
 

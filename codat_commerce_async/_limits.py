@@ -4,7 +4,7 @@ A seam: the pipeline and bulk runs see only the two protocols below, so an
 implementation that shares the limits across processes (Redis, say) can replace
 :class:`InProcessLimits` without touching them.
 
-- :class:`Limits`, used by every attempt: the 429 gate (after a 429 with
+- :class:`Limits`, used by every attempt: the 429 gate (after a 429 or 503 with
   ``Retry-After`` every call of the client waits, since Codat counts requests per
   IP), the request rate, and the in-flight cap;
 - :class:`BulkLimits`, used by bulk runs only: a run's own request rate and at
@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ._clock import Clock
-from ._exceptions import APITimeoutError
 from ._pause import PauseGate
 from ._ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from ._call import Call
 
-__all__ = ["BulkLimits", "InProcessLimits", "Limits"]
+__all__ = ["BulkLimits", "ClientLimits", "InProcessLimits", "Limits"]
 
 
 class Limits(Protocol):
@@ -49,8 +48,8 @@ class Limits(Protocol):
     def observe(
         self, call: Call[Any], status: int, headers: Mapping[str, str], retry_after: float | None
     ) -> None:
-        """Learn from an answer (``retry_after``: a 429's parsed ``Retry-After``, which
-        closes the gate; ``headers`` carry Codat's ``X-Rate-Limit-*`` quota)."""
+        """Learn from an answer (``retry_after``: a 429's or 503's parsed ``Retry-After``,
+        which closes the gate; ``headers`` carry Codat's ``X-Rate-Limit-*`` quota)."""
         ...
 
     def after_fork(self) -> None:
@@ -80,8 +79,27 @@ class BulkLimits(Protocol):
         ...
 
 
+class ClientLimits(Limits, BulkLimits, Protocol):
+    """Everything a client needs from its limits: what attempts and bulk runs use,
+    and the pause of bulk runs that Codat's daily-quota webhooks drive."""
+
+    def pause_bulk_runs(self, seconds: float | None) -> None:
+        """Hold bulk runs for ``seconds`` (None: until :meth:`resume_bulk_runs`)."""
+        ...
+
+    def resume_bulk_runs(self) -> None:
+        """End a pause now."""
+        ...
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True while bulk runs are held."""
+        ...
+
+
 class InProcessLimits:
-    """The default: the limits of one client in one process."""
+    """The default :class:`ClientLimits`: the limits of one client in one process.
+    It also shows what it holds (``current_rate``, ``triggers_in_flight``)."""
 
     def __init__(
         self,
@@ -154,15 +172,10 @@ class InProcessLimits:
     async def _throttle(self, rate: RateLimiter, call: Call[Any]) -> None:
         """Take a token, or fail at once if waiting would outlast the deadline."""
         if not await rate.acquire(max_wait=call.remaining()):
-            raise APITimeoutError(
+            raise call.deadline_error(
                 f"the client-side rate limit ({rate.requests_per_minute:g} requests a "
                 f"minute) would delay this request past the call deadline of "
-                f"{call.settings.deadline:g} s",
-                request=call.request,
-                idempotency_key=call.key,
-                attempts=call.attempts,
-                phase="deadline",
-                request_sent=call.attempts > 0,
+                f"{call.settings.deadline:g} s"
             )
 
     def _new_rate(self, requests_per_minute: float) -> RateLimiter:
@@ -204,7 +217,6 @@ class InProcessLimits:
     # -- the bulk pause (Codat's daily quota webhooks) --------------------------
 
     def pause_bulk_runs(self, seconds: float | None) -> None:
-        """Hold bulk runs for ``seconds`` (None: until :meth:`resume_bulk_runs`)."""
         self._pause.pause(None if seconds is None else self._clock.now() + seconds)
 
     def resume_bulk_runs(self) -> None:

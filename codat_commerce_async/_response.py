@@ -54,5 +54,13 @@ class APIResponse(Generic[T]):
     @property
     def rate_limit_remaining(self) -> int | None:
         """Codat's ``X-Rate-Limit-Remaining`` as an int, if present."""
-        value = self.http_response.headers.get("x-rate-limit-remaining")
-        return int(value) if value is not None and value.strip().isdigit() else None
+        return ascii_int(self.http_response.headers.get("x-rate-limit-remaining"))
+
+
+def ascii_int(value: str | None) -> int | None:
+    """A header's non-negative decimal integer, or None: never raises. ASCII digits only,
+    because ``str.isdigit()`` also accepts characters like ``²`` that ``int()`` refuses."""
+    if value is None:
+        return None
+    text = value.strip()
+    return int(text) if text.isascii() and text.isdigit() else None

@@ -46,6 +46,7 @@ __all__ = [
     "compute_wait",
     "is_retryable",
     "may_resend_with_new_key",
+    "retry_after_of",
     "run_with_retries",
     "should_stop",
 ]
@@ -120,7 +121,7 @@ def compute_wait(
     small jitter; a value above the cap is returned as is, so :func:`should_stop`
     can refuse it. Otherwise: full jitter, ``U(0, min(cap, base * 2**(attempt-1)))``.
     """
-    retry_after = _retry_after(exc)
+    retry_after = retry_after_of(exc)
     if retry_after is not None:
         if retry_after > policy.max_retry_after:
             return retry_after
@@ -144,13 +145,14 @@ def should_stop(
     """
     if attempt > max_retries:
         return True
-    retry_after = _retry_after(exc)
+    retry_after = retry_after_of(exc)
     if retry_after is not None and retry_after > policy.max_retry_after:
         return True
     return remaining is not None and wait >= remaining
 
 
-def _retry_after(exc: BaseException | None) -> float | None:
+def retry_after_of(exc: BaseException | None) -> float | None:
+    """The ``Retry-After`` an error asks for: a 429's, or a 503's (None otherwise)."""
     if isinstance(exc, RateLimitError):
         return exc.retry_after
     if isinstance(exc, APIStatusError) and exc.status_code == 503:

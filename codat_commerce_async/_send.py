@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import socket
 import ssl
 import time
 import zlib
@@ -29,8 +30,10 @@ from ._exceptions import (
     APITimeoutError,
     APITLSError,
     ResponseTooLargeError,
+    redact,
 )
 from ._http_library import ErrorClasses, HttpLibrary
+from ._response import ascii_int
 
 if TYPE_CHECKING:
     from ._types import AsyncBaseTransport, AsyncClient, Request, Response
@@ -84,6 +87,7 @@ class HttpPool:
 
     def _use(self, http: AsyncClient, transport: AsyncBaseTransport | None) -> None:
         self.http = http
+        self.transport = transport
         # Our own pool: call its transport directly, skipping httpx.AsyncClient.send's
         # auth, redirect, cookie and hook handling (docs/performance.md). A borrowed
         # client keeps its own send (its mounts, proxies and event hooks).
@@ -94,11 +98,32 @@ class HttpPool:
         )
 
     def max_connections(self) -> int | None:
-        """Best effort: the connection limit of a borrowed client's default transport."""
-        # httpx has no public accessor for a client's limits: read its transport's pool.
-        pool = getattr(getattr(self.http, "_transport", None), "_pool", None)
+        """Best effort: the connection limit of the pool (a given transport's, or a
+        borrowed client's default transport's); None if unknown."""
+        transport = self.transport or getattr(self.http, "_transport", None)
+        # httpx has no public accessor for a pool's limits: read its httpcore pool.
+        pool = getattr(transport, "_pool", None)
         size = getattr(pool, "_max_connections", None)
         return size if isinstance(size, int) and size > 0 else None
+
+    def shut_down_sockets(self) -> bool:
+        """End every connection of a pool whose event loop has ended, at the socket
+        level (its streams can no longer be closed the usual way, which needs that
+        loop); the descriptors are released when the pool is collected. False if the
+        pool's connections cannot be reached."""
+        # httpx and httpcore have no public way to reach a pool's sockets.
+        pool = getattr(self.transport, "_pool", None)
+        connections = getattr(pool, "connections", None)
+        if not isinstance(connections, list):
+            return False
+        for connection in connections:
+            inner = getattr(connection, "_connection", connection)
+            stream = getattr(inner, "_network_stream", None)
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        return True
 
     def rebuild(self) -> bool:
         """A fresh pool after a fork (the parent's is abandoned, not closed: closing
@@ -185,7 +210,7 @@ async def send_attempt(
             response = await send(request)
             response.request = request  # a transport's response does not know it
             try:
-                body = await read_body(response, max_response_size, errors)
+                body = await read_body(response, max_response_size, errors, secrets)
             finally:
                 await response.aclose()
     except TimeoutError:
@@ -217,7 +242,9 @@ async def send_attempt(
     return response, body
 
 
-async def read_body(response: Response, limit: int, errors: ErrorClasses) -> bytes:
+async def read_body(
+    response: Response, limit: int, errors: ErrorClasses, secrets: Sequence[str] = ()
+) -> bytes:
     """Read and decode the body, refusing more than ``limit`` bytes raw or decoded.
 
     Decompression is done here, chunk by chunk with a bounded output, because
@@ -230,8 +257,8 @@ async def read_body(response: Response, limit: int, errors: ErrorClasses) -> byt
         if len(content) > limit:
             raise _too_large(response, limit, "decoded")
         return content
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = ascii_int(response.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _too_large(response, limit, "declared")
     coding = response.headers.get("content-encoding", "").strip().lower()
     decoder = None
@@ -239,7 +266,9 @@ async def read_body(response: Response, limit: int, errors: ErrorClasses) -> byt
         wbits = _ENCODINGS.get(coding)
         if wbits is None:
             raise APIConnectionError(
-                f"Codat's response uses an unsupported content encoding {coding[:40]!r}",
+                # The server's text: scrubbed, then cut.
+                f"Codat's response uses an unsupported content encoding "
+                f"{redact(coding, secrets)[:40]!r}",
                 request=response.request,
                 # The server chose it: a retry gets the same (for a POST, a replayed) answer.
                 not_retried_because="Codat chose a content encoding the SDK refuses",
@@ -277,6 +306,14 @@ async def read_body(response: Response, limit: int, errors: ErrorClasses) -> byt
         await _abandon(response, chunks)
         raise
     if decoder is not None:
+        if not decoder.eof:
+            # Cut short (or missing its checksum trailer) inside correct HTTP framing:
+            # a broken transfer like a short plain body, so never parsed, and retried.
+            raise APIConnectionError(
+                f"Codat's {coding} response ended before its compressed stream was complete",
+                request=response.request,
+                request_sent=True,
+            )
         tail = decoder.flush()
         size += len(tail)
         if size > limit:

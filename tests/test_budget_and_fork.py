@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import warnings
 
 import pytest
 
@@ -18,7 +16,15 @@ from codat_commerce_async import (
 )
 
 from ._http import httpx
-from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, virtual_clock
+from .conftest import (
+    CANARY_KEY,
+    COMPANY,
+    SUMMARY,
+    ScriptedCodat,
+    error_body,
+    in_child,
+    virtual_clock,
+)
 
 
 def test_budget_arithmetic() -> None:
@@ -83,21 +89,6 @@ async def test_budget_can_be_turned_off(codat: ScriptedCodat) -> None:
     assert len(codat.requests) == 18
 
 
-def _in_child(fn) -> int:  # type: ignore[no-untyped-def]
-    """Run fn() in a forked child; return its exit code."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            code = fn()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def test_owned_pool_is_rebuilt_in_a_forked_child() -> None:
     from ._sockets import MisbehavingServer
 
@@ -110,7 +101,7 @@ def test_owned_pool_is_rebuilt_in_a_forked_child() -> None:
             asyncio.run(client.sync.request_sync(COMPANY))  # a fresh loop and a fresh pool
             return 0
 
-        assert _in_child(child) == 0
+        assert in_child(child) == 0
         assert server.requests == 2
         assert server.stats.connections_made == 2  # the child never used the parent's socket
         loop.run_until_complete(client.sync.request_sync(COMPANY))
@@ -119,7 +110,7 @@ def test_owned_pool_is_rebuilt_in_a_forked_child() -> None:
         loop.close()
 
 
-def _refused_in_child(call) -> int:  # type: ignore[no-untyped-def]
+def _refusedin_child(call) -> int:  # type: ignore[no-untyped-def]
     """Exit code of a forked child making ``call()``: 0 if it got the fork error."""
 
     def child() -> int:
@@ -129,14 +120,14 @@ def _refused_in_child(call) -> int:  # type: ignore[no-untyped-def]
             return 0 if "os.fork()" in str(exc) else 4
         return 5
 
-    return _in_child(child)
+    return in_child(child)
 
 
 def test_a_user_transport_refuses_in_a_forked_child() -> None:
     # The SDK cannot rebuild a transport it did not make, and reusing it would share
     # the parent's sockets.
     client = AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(ScriptedCodat()))
-    assert _refused_in_child(lambda: asyncio.run(client.sync.request_sync(COMPANY))) == 0
+    assert _refusedin_child(lambda: asyncio.run(client.sync.request_sync(COMPANY))) == 0
     asyncio.run(client.aclose())
 
 
@@ -144,12 +135,12 @@ def test_borrowed_pool_refuses_in_a_forked_child() -> None:
     codat = ScriptedCodat()
     http = httpx.AsyncClient(transport=httpx.MockTransport(codat))
     client = AsyncSyncClient(api_key=CANARY_KEY, http_client=http)
-    assert _refused_in_child(lambda: asyncio.run(client.sync.request_sync(COMPANY))) == 0
+    assert _refusedin_child(lambda: asyncio.run(client.sync.request_sync(COMPANY))) == 0
     asyncio.run(http.aclose())
 
 
 def test_blocking_facade_refuses_in_a_forked_child() -> None:
     codat = ScriptedCodat()
     with SyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat)) as client:
-        assert _refused_in_child(lambda: client.sync.request_sync(COMPANY)) == 0
+        assert _refusedin_child(lambda: client.sync.request_sync(COMPANY)) == 0
         assert client.sync.request_sync(COMPANY).company_id == COMPANY

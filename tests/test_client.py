@@ -445,7 +445,7 @@ async def test_attempt_time_limit_bounds_a_hanging_attempt(codat: ScriptedCodat)
         transport=httpx.MockTransport(hang),
         clock=clock,
     ) as client:
-        with anyio.fail_after(5):
+        with anyio.fail_after(20):  # the handler sleeps 30 s: only an unbounded attempt gets here
             with pytest.raises(APITimeoutError) as info:
                 await client.sync.request_sync(COMPANY)
     assert info.value.phase == "attempt" and info.value.attempts == 2
@@ -456,16 +456,20 @@ async def test_attempt_time_limit_bounds_a_hanging_attempt(codat: ScriptedCodat)
 
 async def test_cancellation_propagates_and_starts_no_new_attempt() -> None:
     seen: list[httpx.Request] = []
+    reached = anyio.Event()
 
     async def hang(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        reached.set()
         await anyio.sleep_forever()
         raise AssertionError
 
     async with AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(hang)) as client:
-        with anyio.move_on_after(0.05) as scope:
-            await client.sync.request_sync(COMPANY)
-        assert scope.cancelled_caught
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.sync.request_sync, COMPANY)
+            await reached.wait()  # mid-request, however slow the machine
+            tg.cancel_scope.cancel()
+        assert tg.cancel_scope.cancelled_caught
         await anyio.sleep(0.05)
         assert len(seen) == 1
 
@@ -645,10 +649,12 @@ def test_client_is_bound_to_its_first_event_loop(codat: ScriptedCodat) -> None:
     import asyncio
 
     client = AsyncSyncClient(api_key=CANARY_KEY, transport=httpx.MockTransport(codat))
-    asyncio.run(client.sync.request_sync(COMPANY))
+    home = asyncio.new_event_loop()
+    home.run_until_complete(client.sync.request_sync(COMPANY))
     with pytest.raises(RuntimeError, match="another event loop"):
         asyncio.run(client.sync.request_sync(COMPANY))
-    asyncio.run(client.aclose())
+    home.run_until_complete(client.aclose())  # closed on the loop that owns it
+    home.close()
 
 
 # -- event hooks -------------------------------------------------------------
@@ -721,16 +727,20 @@ async def test_a_cancelled_call_still_reports_call_finished() -> None:
     from codat_commerce_async import CallEvent
 
     events: list[CallEvent] = []
+    reached = anyio.Event()
 
     async def hang(request: httpx.Request) -> httpx.Response:
+        reached.set()
         await anyio.sleep_forever()
         raise AssertionError
 
     async with AsyncSyncClient(
         api_key=CANARY_KEY, transport=httpx.MockTransport(hang), event_hooks=[events.append]
     ) as client:
-        with anyio.move_on_after(0.05):
-            await client.sync.request_sync(COMPANY)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.sync.request_sync, COMPANY)
+            await reached.wait()  # mid-request, however slow the machine
+            tg.cancel_scope.cancel()
     assert [e.kind for e in events] == ["request_sent", "call_finished"]
     assert events[-1].error is not None
 

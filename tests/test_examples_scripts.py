@@ -95,7 +95,7 @@ def test_trio_bulk_cancels_cleanly() -> None:
         )
 
     async def cancel_when_stuck() -> None:
-        with trio.fail_after(5):
+        with trio.fail_after(30):  # only a hang runs out
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run)
                 while fake.in_flight(ids[1]) == 0 or fake.syncs_started() < 2:

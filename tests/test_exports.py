@@ -12,6 +12,7 @@ EXPECTED = {
     "AsyncSyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "BlockingBulkRun",
     "BulkProgress",
     "BulkResult",

@@ -41,7 +41,7 @@ def _pool(transport: httpx.AsyncHTTPTransport) -> Any:
     return transport._pool
 
 
-def _wait_for(predicate: object, timeout: float = 2.0) -> bool:
+def _wait_for(predicate: object, timeout: float = 30.0) -> bool:  # only a hang runs out
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
@@ -129,7 +129,7 @@ async def test_cancelling_under_pool_contention_leaves_the_pool_usable(
                     tg.start_soon(client.sync.request_sync, str(uuid.uuid4()))
                 await anyio.sleep(0)
                 tg.cancel_scope.cancel()
-        with anyio.fail_after(1):
+        with anyio.fail_after(30):  # a stuck pool hangs
             await client.sync.request_sync(COMPANY)
         pool = _pool(transport)
         assert all(c.is_idle() or c.is_closed() for c in pool.connections)

@@ -217,9 +217,10 @@ async def test_spans_are_children_of_the_current_span(
 async def test_a_cancelled_call_ends_its_span_at_once(
     codat: ScriptedCodat, provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
-    gate = anyio.Event()
+    gate, reached = anyio.Event(), anyio.Event()
 
     async def hang(request: httpx.Request) -> httpx.Response:
+        reached.set()
         await gate.wait()
         return httpx.Response(200, json=SUMMARY)
 
@@ -230,8 +231,10 @@ async def test_a_cancelled_call_ends_its_span_at_once(
         event_hooks=[tracing_hook(tracer_provider=provider)],
     )
     async with client:
-        with anyio.move_on_after(0.05):
-            await client.sync.request_sync(COMPANY)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.sync.request_sync, COMPANY)
+            await reached.wait()  # mid-request, however slow the machine
+            tg.cancel_scope.cancel()
         (cancelled,) = exporter.get_finished_spans()
         gate.set()
         await client.sync.request_sync(COMPANY)

@@ -145,13 +145,17 @@ def test_naive_datetime_error_says_how_to_fix_it() -> None:
         request_sync(COMPANY, dt.datetime(2024, 6, 30))
 
 
-@pytest.mark.parametrize("key", [str(uuid.uuid4()), str(uuid.uuid4()).upper(), uuid.uuid4()])
+# Fixed values: parametrize ids must be the same in every process that collects them.
+KEY_A, KEY_B = "3f2b8c1e-5d4a-4e7b-9c6f-0a1b2c3d4e5f", "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+@pytest.mark.parametrize("key", [KEY_A, KEY_B.upper(), uuid.UUID(KEY_B)])
 def test_idempotency_keys_accepted_verbatim(key: object) -> None:
     assert validate_idempotency_key(key) == str(key)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "abc", "x\r\nInjected: 1", str(uuid.uuid4()) + "\n", "{" + COMPANY + "}", 5]
+    "bad", ["", "abc", "x\r\nInjected: 1", KEY_A + "\n", "{" + COMPANY + "}", 5]
 )
 def test_bad_idempotency_keys_rejected(bad: object) -> None:
     with pytest.raises(ValueError, match="idempotency_key"):

@@ -6,6 +6,8 @@ The output file is also the run's journal, one JSON object a line, flushed as wr
   *before* the company's request is sent;
 - ``{"event": "result", "company_id": ..., "ok": ..., ...}`` once it is known.
 
+Every record starts on its own line; a torn last line (a killed run) is skipped, which
+is safe because a ``started`` record is complete on disk before its request is sent.
 Rerunning the same command reads the journal first: companies with an ``ok`` result
 are skipped; the others are sent again with the key recorded for them, so a request
 that reached Codat before an interruption is answered from Codat's idempotency cache
@@ -137,6 +139,24 @@ class _Writer:
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
 
+    @staticmethod
+    def open(path: Path) -> IO[str]:
+        """Open the journal for appending, so that the next record starts on its own
+        line: after a killed run the file may end in a torn line, and a record glued to
+        it would be unreadable (and its key forgotten on the next resume)."""
+        stream = path.open("a", encoding="utf-8")
+        try:
+            if stream.tell() > 0:
+                with path.open("rb") as raw:
+                    raw.seek(-1, 2)
+                    if raw.read(1) != b"\n":
+                        stream.write("\n")
+                        stream.flush()
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
     def write(self, entry: dict[str, Any]) -> None:
         entry["at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self._stream.write(json.dumps(entry, default=str) + "\n")
@@ -235,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     with (
-        output.open("a", encoding="utf-8") as stream,
+        _Writer.open(output) as stream,
         progress_bar("syncing", len(todo), enabled=show) as bar["update"],
     ):
         writer = _Writer(stream)

@@ -33,7 +33,7 @@ def ctrl_c_when(ready: threading.Event, *, delay: float = 0.05) -> Iterator[Inte
             raise KeyboardInterrupt
 
     def fire() -> None:
-        if ready.wait(5.0):
+        if ready.wait(30.0):
             time.sleep(delay)
             state.fired_at = time.monotonic()
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
@@ -44,6 +44,6 @@ def ctrl_c_when(ready: threading.Event, *, delay: float = 0.05) -> Iterator[Inte
     try:
         yield state
     finally:
-        thread.join(timeout=6.0)
+        thread.join(timeout=31.0)
         state.armed = False
         signal.signal(signal.SIGINT, previous)

@@ -1,9 +1,10 @@
-"""Matrix rows 19-21: cancellation mid-request, under pool contention (100 rounds of
-20 calls on a pool of 10) and during a backoff sleep, over real sockets, on asyncio and
+"""Matrix rows 19-21: cancellation mid-request, under pool contention (40 rounds of
+20 calls on a pool of 10; 100 with ``RELIABILITY_REPORT``) and during a backoff sleep, over real sockets, on asyncio and
 trio; through the blocking facade with a real Ctrl-C (SIGINT) and with deadlines."""
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -21,6 +22,7 @@ from ..conftest import CANARY_KEY, new_company
 from ._harness import (
     CANARY,
     FAST,
+    FULL_SCALE,
     eventually,
     fake_records,
     open_api,
@@ -31,6 +33,11 @@ from ._harness import (
 )
 from ._interrupt import ctrl_c_when
 
+#: Row 20's rounds of 20 calls; the figures run (``RELIABILITY_REPORT``, also in CI)
+#: does the full 100.
+ROUNDS = 100 if FULL_SCALE else 40
+
+
 # -- row 19: cancel mid-request ----------------------------------------------------------
 
 
@@ -38,17 +45,27 @@ from ._interrupt import ctrl_c_when
 async def test_row19_cancel_mid_request_propagates_at_once(server: MisbehavingServer) -> None:
     server.then(hang())
     async with open_api("async", base_url=server.url) as api:
-        started = time.monotonic()
-        with anyio.move_on_after(0.2) as scope:
-            await api.request_sync(new_company())
+        started = float("inf")
+
+        async def cancel_mid_request(scope: anyio.CancelScope) -> None:
+            nonlocal started
+            assert await eventually(lambda: server.requests == 1)  # however slow the machine
+            started = time.monotonic()
+            scope.cancel()
+
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_mid_request, scope)
+                await api.request_sync(new_company())
         assert scope.cancelled_caught  # a cancellation, never wrapped in an SDK error
-        assert time.monotonic() - started < 0.35
+        # At once: an SDK that waited for the hung attempt would sit out its 30 s timeout.
+        assert time.monotonic() - started < 5.0
         await anyio.sleep(0.3)
         assert server.requests == 1  # no further attempt
         # Hooks hear of it (a tracer must close its span), as the loop's own cancellation.
         (finished,) = api.kinds("call_finished")
         assert isinstance(finished.error, anyio.get_cancelled_exc_class())
-        with anyio.fail_after(1.0):
+        with anyio.fail_after(30):  # a broken pool hangs or raises
             await api.request_sync(new_company())
         _, active, queued = pool_state(api.transport)
         assert active == 0 and queued == 0
@@ -62,8 +79,12 @@ async def test_row19_a_cancelled_trigger_may_have_run_so_keep_your_key(
     company, key = new_company(), str(uuid.uuid4())
     fake.faults.script(Fault.latency(0.3, stage="after_sync"), company_id=company)
     async with open_api("async", base_url=fake_server.base_url) as api:
-        with anyio.move_on_after(0.1):
-            await api.request_sync(company, idempotency_key=key)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(api.request_sync, company, idempotency_key=key))
+            # Cancel once the sync started, while its answer is 0.3 s away (not after a
+            # fixed 0.1 s, which on a busy machine may come before the request arrived).
+            assert await eventually(lambda: fake.syncs_started(company) == 1)
+            tg.cancel_scope.cancel()
         assert fake.syncs_started(company) == 1  # it ran, although we cancelled
         raw = await api.raw_request_sync(company, idempotency_key=key)  # retry, same key
     assert await eventually(lambda: len(fake_records(fake, company)) == 2)
@@ -85,12 +106,14 @@ def test_row19_ctrl_c_in_a_blocking_call(server: MisbehavingServer) -> None:
             with pytest.raises(KeyboardInterrupt):
                 client.sync.request_sync(new_company())
         assert ctrl_c.raised_at is not None and ctrl_c.fired_at is not None
-        assert ctrl_c.raised_at - ctrl_c.fired_at < 0.1  # at once
+        # At once: a wait Ctrl-C cannot interrupt would sit out the 30 s read timeout.
+        assert ctrl_c.raised_at - ctrl_c.fired_at < 5.0
         time.sleep(0.3)
         assert server.requests == 1  # the call was cancelled on the loop too
-        started = time.monotonic()
-        assert isinstance(client.sync.request_sync(new_company()), SyncSummary)
-        assert time.monotonic() - started < 1.0
+        # Usable: a broken pool would raise (or hang until this deadline).
+        assert isinstance(
+            client.with_options(deadline=30).sync.request_sync(new_company()), SyncSummary
+        )
         assert pool_state(transport)[1:] == (0, 0)
     assert not any(t.name == "codat-commerce-async-loop" for t in threading.enumerate())
 
@@ -110,11 +133,11 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
     rng = random.Random(20)
     sent_after_cancel = 0
     cancelled_calls = 0
-    cancel_at = float("inf")
+    cancelled = False
 
     def on_event(event: CallEvent) -> None:
         nonlocal sent_after_cancel
-        if event.kind == "request_sent" and time.monotonic() > cancel_at:
+        if event.kind == "request_sent" and cancelled:
             sent_after_cancel += 1
 
     async with open_api(
@@ -125,7 +148,7 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
         record_events=False,
     ) as api:
         started = time.monotonic()
-        for round_number in range(100):
+        for round_number in range(ROUNDS):
             done = 0
 
             async def one() -> None:
@@ -133,28 +156,28 @@ async def test_row20_cancellation_stress_leaves_the_pool_usable(
                 await api.request_sync(new_company())
                 done += 1
 
-            cancel_at = float("inf")
+            cancelled = False
             async with anyio.create_task_group() as tg:
                 for _ in range(20):
                     tg.start_soon(one)
                 # Rounds alternate: cancel before anything is sent, or mid-flight.
                 await anyio.sleep(0 if round_number % 2 == 0 else rng.uniform(0.0, 0.004))
-                cancel_at = time.monotonic()
+                cancelled = True
                 tg.cancel_scope.cancel()
-            cancel_at = float("inf")
+            cancelled = False
             cancelled_calls += 20 - done
         stress_time = time.monotonic() - started
         connections, active, queued = pool_state(api.transport)
         assert active == 0 and queued == 0
         next_started = time.monotonic()
-        with anyio.fail_after(1.0):
+        with anyio.fail_after(30):  # a broken pool hangs or raises
             await api.request_sync(new_company())
         next_call = time.monotonic() - next_started
     assert sent_after_cancel == 0
-    assert cancelled_calls > 1000  # the rounds really did cancel work in flight
+    assert cancelled_calls > ROUNDS * 10  # the rounds really did cancel work in flight
     record_figures(
         f"cancellation_{anyio_backend}",
-        rounds=100,
+        rounds=ROUNDS,
         calls_per_round=20,
         pool=10,
         calls_cancelled=cancelled_calls,
@@ -192,9 +215,8 @@ def test_row20_blocking_calls_cut_by_deadlines_under_contention(
                 assert isinstance(error, APITimeoutError) and error.phase == "deadline"
                 CANARY.scan_exception(error, "blocking deadline")
         fake.faults.clear()
-        started = time.monotonic()
-        client.with_options(deadline=5).sync.request_sync(new_company())
-        assert time.monotonic() - started < 1.0
+        # Usable: a broken pool would raise (or hang until this deadline).
+        client.with_options(deadline=30).sync.request_sync(new_company())
         assert pool_state(transport)[1:] == (0, 0)
 
 
@@ -216,7 +238,8 @@ async def test_row21_cancel_during_backoff_stops_at_once(server: MisbehavingServ
             await sleeping.wait()
             cancelled = time.monotonic()
             tg.cancel_scope.cancel()
-        assert time.monotonic() - cancelled < 0.05
+        # At once: a sleep the cancel did not reach would last Retry-After's 3 s.
+        assert time.monotonic() - cancelled < 2.0
         await anyio.sleep(0.3)
     assert server.requests == 1  # the attempt count did not move
 

@@ -5,11 +5,8 @@ the same company: single calls versus the bulk engine's per-company guard."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import uuid
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -27,8 +24,8 @@ from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, Rate
 
 from .._http import httpx
 from .._sockets import MisbehavingServer
-from ..conftest import CANARY_KEY, new_company
-from ._harness import FAST, fake_records, open_api, raises
+from ..conftest import CANARY_KEY, in_child, new_company
+from ._harness import FAST, eventually, fake_records, open_api, raises
 
 pytestmark = pytest.mark.asyncio_only
 
@@ -94,20 +91,6 @@ async def _build(url: str) -> AsyncSyncClient:
     return AsyncSyncClient(api_key=CANARY_KEY, base_url=url)
 
 
-def _in_child(fn: Callable[[], int]) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            code = fn()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def test_row32_fork_rebuilds_an_owned_pool_over_real_sockets(server: MisbehavingServer) -> None:
     with start_blocking_portal() as home:
         client = home.call(_build, server.url)
@@ -117,7 +100,7 @@ def test_row32_fork_rebuilds_an_owned_pool_over_real_sockets(server: Misbehaving
             asyncio.run(client.sync.request_sync(new_company()))  # fresh loop, fresh pool
             return 0
 
-        assert _in_child(child) == 0
+        assert in_child(child) == 0
         assert server.requests == 2
         assert server.stats.connections_made == 2  # the child never used the parent's socket
         home.call(client.sync.request_sync, new_company())  # the parent's pool is intact
@@ -143,7 +126,7 @@ def test_row32_fork_refuses_borrowed_pools_and_the_facade(server: MisbehavingSer
                 codes += "os.fork()" in str(exc)
             return 0 if codes == 2 else 6
 
-        assert _in_child(child) == 0
+        assert in_child(child) == 0
         assert server.requests == 1
     asyncio.run(http.aclose())
 
@@ -161,11 +144,14 @@ async def test_row33_single_calls_for_one_company_are_not_serialised(
     # use request_sync_many, or the same idempotency_key (next test).
     company = new_company()
     fake.rate_limits = RateLimits(concurrent_per_company=1, retry_after=0.05)
-    fake.faults.randomly(Fault.latency(0.1), 1.0)
+    fake.faults.randomly(Fault.latency(0.3), 1.0)
     try:
-        async with open_api(mode, base_url=fake_server.base_url) as api:
+        # Retries enough to wait out the first call's 0.3 s at 0.05 s a 429.
+        async with open_api(mode, base_url=fake_server.base_url, max_retries=20) as api:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(api.request_sync, company)
+                # The second while the first is inside Codat, however slow the machine.
+                assert await eventually(lambda: fake.in_flight(company) == 1)
                 tg.start_soon(api.request_sync, company)
     finally:
         fake.rate_limits = RateLimits()
@@ -178,7 +164,7 @@ async def test_row33_same_key_at_once_starts_one_sync(
     mode: str, fake: FakeCodat, fake_server: FakeCodatServer
 ) -> None:
     company, key = new_company(), str(uuid.uuid4())
-    fake.faults.randomly(Fault.latency(0.2), 1.0)
+    fake.faults.randomly(Fault.latency(0.3), 1.0)
     results: list[object] = []
     async with open_api(mode, base_url=fake_server.base_url) as api:
 
@@ -190,7 +176,8 @@ async def test_row33_same_key_at_once_starts_one_sync(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(one)
-            await anyio.sleep(0.05)
+            # The second while the first is inside Codat, however slow the machine.
+            assert await eventually(lambda: fake.in_flight(company) == 1)
             tg.start_soon(one)
     assert sorted(type(r).__name__ for r in results) == ["ConflictError", "SyncSummary"]
     assert fake.syncs_started(company) == 1

@@ -139,7 +139,14 @@ def test_row26_bad_extra_headers_are_refused(headers: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", [str(uuid.uuid4()) + "\r\nX-Injected: 1", "not-a-guid", "", str(uuid.uuid4()) + " "]
+    # Fixed values: parametrize ids must be the same in every process that collects them.
+    "key",
+    [
+        "3f2b8c1e-5d4a-4e7b-9c6f-0a1b2c3d4e5f\r\nX-Injected: 1",
+        "not-a-guid",
+        "",
+        "7c9e6679-7425-40de-944b-e07fc1f90ae7 ",
+    ],
 )
 async def test_row26_bad_idempotency_keys_are_refused_before_any_io(
     mode: str, server: MisbehavingServer, key: str
