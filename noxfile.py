@@ -1,10 +1,11 @@
-"""Developer tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Developer tasks: ``nox -s tests``, ``nox -s tests_httpx2``, ``nox -s lint``,
+``nox -s typecheck``."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_httpx2"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -15,6 +16,13 @@ def tests(session: nox.Session) -> None:
     """The test suite (warnings are errors; asyncio and trio)."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def tests_httpx2(session: nox.Session) -> None:
+    """The whole suite (reliability included) with the SDK on httpx2 instead of httpx."""
+    session.install("-e", ".[test,httpx2]")
+    session.run("python", "-m", "pytest", "--http-library=httpx2", *session.posargs)
 
 
 @nox.session

@@ -53,6 +53,7 @@ class ClientSpec:
     group: str  # "raw", "ours" or "official"
     blocking: bool = False
     needs_transport: bool = False  # uses our AiohttpTransport
+    needs_httpx2: bool = False  # runs on httpx2 (the [httpx2] extra)
 
 
 CLIENTS: tuple[ClientSpec, ...] = (
@@ -74,6 +75,18 @@ CLIENTS: tuple[ClientSpec, ...] = (
         "raw",
         needs_transport=True,
     ),
+    ClientSpec("k", "httpx2_pool64", "raw httpx2, pool 64 (+pydantic)", "raw", needs_httpx2=True),
+    ClientSpec("l", "httpx2_pool8", "raw httpx2, pool 8 (+pydantic)", "raw", needs_httpx2=True),
+    ClientSpec("p", "httpx2_pool16", "raw httpx2, pool 16 (+pydantic)", "raw", needs_httpx2=True),
+    ClientSpec("q", "httpx2_pool32", "raw httpx2, pool 32 (+pydantic)", "raw", needs_httpx2=True),
+    ClientSpec("m", "sdk_httpx2", "AsyncSyncClient, httpx2 (defaults)", "ours", needs_httpx2=True),
+    ClientSpec(
+        "n",
+        "sdk_httpx2_pool64",
+        "AsyncSyncClient (httpx2, max_concurrency=64)",
+        "ours",
+        needs_httpx2=True,
+    ),
 )
 BULK_CLIENTS: tuple[ClientSpec, ...] = (
     ClientSpec("bulk", "sdk_bulk", "request_sync_many (httpx default)", "ours"),
@@ -85,7 +98,7 @@ BULK_CLIENTS: tuple[ClientSpec, ...] = (
         needs_transport=True,
     ),
 )
-HTTPX_REF, AIOHTTP_REF = "httpx_pool64", "aiohttp_pydantic"
+HTTPX_REF, AIOHTTP_REF, HTTPX2_REF = "httpx_pool64", "aiohttp_pydantic", "httpx2_pool64"
 
 
 @dataclass(frozen=True)
@@ -347,6 +360,10 @@ def client_python(
         return ensure_official_venv()
     if spec.group == "ours" and not sdk_ok:
         return None, f"the SDK core is not importable yet ({sdk_why})"
+    if spec.needs_httpx2:
+        ok, why = probe(sys.executable, "import httpx2")
+        if not ok:
+            return None, f"httpx2 is not installed (pip install '.[httpx2]'; {why})"
     if spec.needs_transport:
         ok, why = probe(sys.executable, "import codat_commerce_async.transports.aiohttp")
         if not ok:
@@ -468,7 +485,7 @@ def table_row(spec: ClientSpec, outcomes: list[Outcome]) -> str:
     mine = [o for o in outcomes if o.spec == spec]
     ok = [o for o in mine if o.error is None]
     if not ok:
-        return f"| ({spec.key}) {spec.label} | | failed to run: {mine[0].error} |" + " |" * 7
+        return f"| ({spec.key}) {spec.label} | | failed to run: {mine[0].error} |" + " |" * 8
     cps = median_or_none([o.calls_per_s for o in ok])
     cpu_us = median_or_none([o.num("cpu_seconds") / o.num("calls") * 1e6 for o in ok])
     rss = median_or_none([o.num("peak_rss_kb") / 1024 for o in ok])
@@ -486,6 +503,7 @@ def table_row(spec: ClientSpec, outcomes: list[Outcome]) -> str:
         fmt(busy, ".0f"),
         f"{failures} / {sum(int(o.num('calls')) for o in ok)}",
         fmt(ratio(outcomes, spec, HTTPX_REF), ".2f"),
+        fmt(ratio(outcomes, spec, HTTPX2_REF), ".2f"),
         fmt(ratio(outcomes, spec, AIOHTTP_REF), ".2f"),
     ]
     return "| " + " | ".join(cells) + " |"
@@ -500,7 +518,9 @@ def render(
     notes: list[str],
 ) -> str:
     specs = list(dict.fromkeys(o.spec for o in outcomes))
-    versions = ", ".join(f"{p} {package_version(p)}" for p in ("httpx", "aiohttp", "pydantic"))
+    versions = ", ".join(
+        f"{p} {package_version(p)}" for p in ("httpx", "httpx2", "httpcore2", "aiohttp", "pydantic")
+    )
     lines = [
         f"## Benchmark: profile `{profile.name}`",
         "",
@@ -511,14 +531,15 @@ def render(
         f"concurrency {profile.concurrency}; medians over rounds",
         "",
         "| client | conc | calls/s | CPU µs/call | peak RSS MiB | RSS growth MiB |"
-        " server busy % | failures | x httpx-64 | x aiohttp+pyd |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " server busy % | failures | x httpx-64 | x httpx2-64 | x aiohttp+pyd |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         *(table_row(spec, outcomes) for spec in specs),
         "",
         "CPU µs/call: client user+sys CPU over the measured calls. RSS growth: peak RSS minus"
         " RSS after warm-up. Server busy %: server CPU per call x calls/s (share of one"
         " core; n/a when the server used under 0.05 s). Ratios: calls/s relative to the"
-        " same round's raw httpx pool-64 / raw aiohttp+pydantic run, median over rounds.",
+        " same round's raw httpx pool-64 / raw httpx2 pool-64 / raw aiohttp+pydantic run,"
+        " median over rounds.",
     ]
     if notes:
         lines += ["", *(f"- {note}" for note in notes)]

@@ -22,10 +22,9 @@ import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import httpx
 from anyio.from_thread import BlockingPortal
 
 from ._bulk import BlockingBulkRun
@@ -40,12 +39,16 @@ from ._config import (
     RetryPolicy,
 )
 from ._events import EventHook
+from ._http_library import HttpLibraryName
 from ._limits import ClientLimits
 from ._quota import DEFAULT_QUOTA_RESERVE
 from ._redis_limits import RedisLimits
 from ._resources.sync import SyncResource
 from ._retry import RetryBudget
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
+
+if TYPE_CHECKING:
+    from ._types import URL, AsyncBaseTransport, AsyncClient
 
 __all__ = ["BlockingBulkRun", "SyncClient"]  # BlockingBulkRun is defined in _bulk
 
@@ -195,8 +198,8 @@ class SyncClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: AsyncClient | None = None,
+        transport: AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
@@ -205,6 +208,7 @@ class SyncClient:
         clock: Clock | None = None,
         limits: RedisLimits | None = None,
         quota_reserve: int = DEFAULT_QUOTA_RESERVE,
+        http_library: HttpLibraryName | None = None,
     ) -> None:
         # Validated by the AsyncSyncClient built on the loop thread; its error is
         # raised here, and the thread is stopped again.
@@ -229,6 +233,7 @@ class SyncClient:
             "clock": clock,
             "limits": limits,
             "quota_reserve": quota_reserve,
+            "http_library": http_library,
         }
         self._lock = threading.Lock()
         self._closed = False
@@ -285,7 +290,7 @@ class SyncClient:
         return self._async.bulk_runs_paused
 
     @property
-    def base_url(self) -> httpx.URL:
+    def base_url(self) -> URL:
         """The URL every request goes to."""
         return self._async.base_url
 
@@ -298,6 +303,11 @@ class SyncClient:
     def max_retries(self) -> int:
         """Retries after the first attempt."""
         return self._async.max_retries
+
+    @property
+    def http_library(self) -> HttpLibraryName:
+        """The HTTP library this client runs on: ``"httpx"`` or ``"httpx2"``."""
+        return self._async.http_library
 
     @property
     def limits(self) -> ClientLimits:

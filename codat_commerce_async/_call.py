@@ -150,6 +150,7 @@ class Call(Generic[T]):
                     time_limit=limit,
                     limit_phase=phase,
                     secrets=core.secrets,
+                    errors=core.pool.library.errors,
                 )
             except APIError as exc:
                 exc.idempotency_key = key

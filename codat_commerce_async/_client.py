@@ -1,6 +1,6 @@
 """``AsyncSyncClient``: the public async client. It validates its settings, builds the
 shared state (:mod:`._core`) and hands out ``client.sync``; calls run in
-:mod:`._call` (one call), :mod:`._retry` (the loop) and :mod:`._send` (httpx)."""
+:mod:`._call` (one call), :mod:`._retry` (the loop) and :mod:`._send` (httpx or httpx2)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import os
 import ssl
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ._clock import Clock, SystemClock
 from ._config import (
@@ -20,7 +19,6 @@ from ._config import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MAX_RETRIES,
-    USER_AGENT,
     CallSettings,
     RetryPolicy,
     non_negative_int,
@@ -31,12 +29,14 @@ from ._config import (
     resolve_timeout,
     resolve_verify,
     secret_forms,
+    user_agent,
     validate_headers,
 )
 from ._core import Core
 from ._events import EventHook, validate_hooks
 from ._exceptions import ConfigurationError
 from ._fleet_limits import FleetLimits
+from ._http_library import HttpLibraryName, resolve_library
 from ._limits import ClientLimits, InProcessLimits
 from ._logging import setup_from_env
 from ._quota import DEFAULT_QUOTA_RESERVE, validate_reserve
@@ -46,6 +46,9 @@ from ._resources.sync import AsyncSyncResource
 from ._retry import RetryBudget
 from ._send import HttpPool
 from ._types import NOT_GIVEN, NotGiven, TimeoutTypes
+
+if TYPE_CHECKING:
+    from ._types import URL, AsyncBaseTransport, AsyncClient, Timeout
 
 __all__ = ["AsyncSyncClient"]
 
@@ -67,18 +70,24 @@ class AsyncSyncClient:
             (instead of ``api_key``).
         base_url: defaults to ``CODAT_BASE_URL`` or ``https://api.codat.io``.
             Must be https, except on loopback hosts.
-        timeout: seconds or an :class:`httpx.Timeout`; ``None`` means no timeout.
+        timeout: seconds, an ``httpx.Timeout`` or an ``httpx2.Timeout``; ``None`` means no
+            timeout.
             Default: connect 5 s, read 30 s, write 30 s, pool 10 s.
         max_retries: retries after the first attempt (default 2).
         deadline: wall-clock bound on a whole call, retries and waits included
             (default 120 s; ``None`` for none).
         attempt_timeout: wall-clock bound on one attempt (default 30 s; ``None`` for none).
         max_concurrency: requests in flight at once (default 10), never above the pool size
-            (of the SDK's pool, or of an httpx ``http_client``/``transport`` you pass).
+            (of the SDK's pool, or of an httpx/httpx2 ``http_client``/``transport`` you pass).
         max_response_size: the largest body accepted, raw or decompressed (default 1 MiB).
         default_headers: extra headers for every request.
-        http_client: an ``httpx.AsyncClient`` you own; the SDK never closes it.
-        transport: an ``httpx.AsyncBaseTransport`` for the client the SDK builds.
+        http_client: an ``httpx.AsyncClient`` or ``httpx2.AsyncClient`` you own; the SDK
+            never closes it, and runs on its library.
+        transport: an httpx or httpx2 ``AsyncBaseTransport`` for the client the SDK builds.
+        http_library: ``"httpx"`` or ``"httpx2"`` (``pip install
+            'codat-commerce-async[httpx2]'``). Default: the library of ``http_client`` or
+            ``transport``, else the ``CODAT_HTTP_LIBRARY`` environment variable, else httpx.
+            Never chosen just because a library is installed.
         verify: a CA bundle path or an ``ssl.SSLContext`` (verification is always on).
         retry_policy: backoff and ``Retry-After`` settings (see :class:`RetryPolicy`).
         event_hooks: callables that receive a :class:`CallEvent` at each step of a call.
@@ -114,8 +123,8 @@ class AsyncSyncClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: AsyncClient | None = None,
+        transport: AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | str | os.PathLike[str] | None = None,
         retry_policy: RetryPolicy | None = None,
         event_hooks: Sequence[EventHook] | None = None,
@@ -124,6 +133,7 @@ class AsyncSyncClient:
         clock: Clock | None = None,
         limits: RedisLimits | None = None,
         quota_reserve: int = DEFAULT_QUOTA_RESERVE,
+        http_library: HttpLibraryName | None = None,
     ) -> None:
         auth = resolve_auth_header(api_key, auth_header)
         quota_reserve = validate_reserve(quota_reserve)
@@ -148,20 +158,20 @@ class AsyncSyncClient:
             clock = SystemClock()
         elif not isinstance(clock, Clock):
             raise ConfigurationError("clock must have now(), sleep() and random() methods")
+        library = resolve_library(http_library, http_client=http_client, transport=transport)
         if http_client is not None:
             if transport is not None or verify is not None:
                 raise ConfigurationError(
                     "transport= and verify= configure the client the SDK builds; "
                     "with http_client= configure your own client instead"
                 )
-            if not HttpPool.is_http_client(http_client):
-                raise ConfigurationError("http_client must be an httpx.AsyncClient")
         elif transport is not None and verify is not None:
             raise ConfigurationError(
                 "verify= configures the SDK's own transport; with transport= set TLS "
                 "options on your transport"
             )
         pool = HttpPool(
+            library=library,
             http_client=http_client,
             transport=transport,
             verify=resolve_verify(verify) if http_client is None and transport is None else True,
@@ -176,7 +186,7 @@ class AsyncSyncClient:
             "Accept": "application/json",
             "Content-Type": "application/json",
             "Accept-Encoding": "gzip, deflate",
-            "User-Agent": USER_AGENT,
+            "User-Agent": user_agent(library.name, library.version),
             **extra,
         }
         core = Core(
@@ -204,7 +214,7 @@ class AsyncSyncClient:
     def _bind(self, core: Core, settings: CallSettings) -> None:
         self._core = core
         self._settings = settings
-        self._base_url = httpx.URL(core.requests.url_prefix)
+        self._base_url: URL = core.pool.library.module.URL(core.requests.url_prefix)
         self.sync = AsyncSyncResource(core, settings)
 
     # -- configuration -------------------------------------------------------
@@ -261,14 +271,19 @@ class AsyncSyncClient:
         return self._core.limits.bulk_runs_paused
 
     @property
-    def base_url(self) -> httpx.URL:
-        """The URL every request goes to."""
+    def base_url(self) -> URL:
+        """The URL every request goes to (a URL of the client's HTTP library)."""
         return self._base_url
 
     @property
-    def timeout(self) -> httpx.Timeout:
-        """The httpx timeout of each attempt."""
-        return self._settings.timeout
+    def timeout(self) -> Timeout:
+        """The timeout of each attempt (a Timeout of the client's HTTP library)."""
+        return self._core.pool.library.timeout(self._settings.timeout)
+
+    @property
+    def http_library(self) -> HttpLibraryName:
+        """The HTTP library this client runs on: ``"httpx"`` or ``"httpx2"``."""
+        return self._core.pool.library.name
 
     @property
     def max_retries(self) -> int:

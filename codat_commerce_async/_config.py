@@ -12,6 +12,7 @@ import ipaddress
 import os
 import platform
 import ssl
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -77,10 +78,12 @@ class RetryPolicy:
                 raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0")
 
 
-USER_AGENT: Final = (
-    f"codat-commerce-async/{__version__} "
-    f"Python/{platform.python_version()} httpx/{httpx.__version__}"
-)
+def user_agent(library: str, version: str) -> str:
+    """Our ``User-Agent``: SDK, Python and the HTTP library the client runs on."""
+    return (
+        f"codat-commerce-async/{__version__} "
+        f"Python/{platform.python_version()} {library}/{version}"
+    )
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 # Header names we set ourselves; letting a caller override them would break the contract.
@@ -203,11 +206,15 @@ def validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def resolve_timeout(timeout: TimeoutTypes | NotGiven) -> httpx.Timeout:
-    """An :class:`httpx.Timeout` from seconds, a Timeout, ``None`` (no timeout) or the default."""
+    """An :class:`httpx.Timeout` from seconds, an httpx or httpx2 Timeout, ``None`` (no
+    timeout) or the default. Settings keep httpx's type whatever the client runs on."""
     if isinstance(timeout, NotGiven):
         return DEFAULT_TIMEOUT
     if isinstance(timeout, httpx.Timeout):
         return timeout
+    httpx2 = sys.modules.get("httpx2")  # an httpx2.Timeout cannot exist unless it is loaded
+    if httpx2 is not None and isinstance(timeout, httpx2.Timeout):
+        return httpx.Timeout(**timeout.as_dict())
     if timeout is None:
         return httpx.Timeout(None)
     return httpx.Timeout(_positive("timeout", timeout))

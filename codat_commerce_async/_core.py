@@ -1,6 +1,6 @@
 """What a client shares with its ``with_options`` copies, split by concern:
 
-- the connection pool (:class:`~._send.HttpPool`, the httpx seam) with fork handling
+- the connection pool (:class:`~._send.HttpPool`, the HTTP library seam) with fork handling
   and loop binding (:class:`Core` here);
 - the limits (:mod:`._limits`: 429 gate, request rate, in-flight cap, bulk's
   per-company registry);
@@ -60,7 +60,7 @@ class Core:
         retry_budget: RetryBudget | None,
     ) -> None:
         self.pool = pool
-        self.requests = RequestTemplate(base_url, headers)
+        self.requests = RequestTemplate(base_url, headers, pool.library)
         self.secrets = secrets
         self.max_response_size = max_response_size
         self.limits = limits

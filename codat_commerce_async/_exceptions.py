@@ -42,11 +42,10 @@ from collections.abc import Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 if TYPE_CHECKING:
     from ._models.errors import ErrorMessage
     from ._models.sync import CompanySyncStatus
+    from ._types import Request, Response
 
 __all__ = [
     "APIConnectionError",
@@ -204,13 +203,14 @@ class APIError(CodatError):
 
     Attributes:
         message: what went wrong, without any credential.
-        request: the last request sent (``None`` if nothing was built).
+        request: the last ``httpx.Request`` or ``httpx2.Request`` sent (``None`` if nothing
+            was built).
         idempotency_key: the ``Idempotency-Key`` sent with every attempt of the call.
         attempts: how many attempts were made before giving up.
     """
 
     message: str
-    request: httpx.Request | None
+    request: Request | None
     idempotency_key: str | None
     attempts: int
 
@@ -218,7 +218,7 @@ class APIError(CodatError):
         self,
         message: str,
         *,
-        request: httpx.Request | None = None,
+        request: Request | None = None,
         idempotency_key: str | None = None,
         attempts: int = 1,
     ) -> None:
@@ -257,7 +257,7 @@ class APIConnectionError(APIError):
         self,
         message: str = "Connection error",
         *,
-        request: httpx.Request | None = None,
+        request: Request | None = None,
         idempotency_key: str | None = None,
         attempts: int = 1,
         request_sent: bool = True,
@@ -283,7 +283,7 @@ class APITimeoutError(APIConnectionError):
         self,
         message: str = "Request timed out",
         *,
-        request: httpx.Request | None = None,
+        request: Request | None = None,
         idempotency_key: str | None = None,
         attempts: int = 1,
         phase: str = "read",
@@ -327,14 +327,14 @@ class ResponseValidationError(APIError):
     the HTTP response, so nothing the caller asked for is lost.
     """
 
-    response: httpx.Response
+    response: Response
     body: bytes
 
     def __init__(
         self,
         message: str,
         *,
-        response: httpx.Response,
+        response: Response,
         body: bytes,
         idempotency_key: str | None = None,
         attempts: int = 1,
@@ -359,14 +359,14 @@ class APIStatusError(APIError):
 
     Attributes:
         status_code: the HTTP status.
-        response: the :class:`httpx.Response` (its body already read).
+        response: the ``httpx.Response`` or ``httpx2.Response`` (its body already read).
         body: the raw response body.
         error: Codat's parsed ``ErrorMessage``, or ``None`` when the body was not one.
         correlation_id: Codat's ``correlationId``, to quote to Codat support.
     """
 
     status_code: int
-    response: httpx.Response
+    response: Response
     body: bytes
     error: ErrorMessage | None
 
@@ -374,7 +374,7 @@ class APIStatusError(APIError):
         self,
         message: str,
         *,
-        response: httpx.Response,
+        response: Response,
         body: bytes = b"",
         error: ErrorMessage | None = None,
         idempotency_key: str | None = None,
@@ -547,7 +547,7 @@ def _scrubbed_excerpt(text: str, secrets: Sequence[str], limit: int) -> str:
 
 
 def _status_message(
-    status_code: int, response: httpx.Response, error: Any, secrets: Sequence[str]
+    status_code: int, response: Response, error: Any, secrets: Sequence[str]
 ) -> str:
     reason = response.reason_phrase or "error"
     detail = getattr(error, "error", None) if error is not None else None
@@ -562,7 +562,7 @@ def _status_message(
 
 
 def make_status_error(
-    response: httpx.Response,
+    response: Response,
     body: bytes,
     error: ErrorMessage | None,
     *,

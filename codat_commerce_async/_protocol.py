@@ -12,14 +12,16 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-import httpx
 import pydantic
 
 from ._exceptions import APIStatusError, ResponseValidationError, make_status_error
 from ._models import CompanySyncStatus, ErrorMessage, SyncStatus, SyncSummary
 from ._types import CompanyId, DateInput
+
+if TYPE_CHECKING:
+    from ._types import Response
 
 __all__ = [
     "Operation",
@@ -269,7 +271,7 @@ def _validate(model: type[ModelT], body: bytes) -> ModelT:
 
 def parse_success(
     model: type[ModelT],
-    response: httpx.Response,
+    response: Response,
     body: bytes,
     *,
     idempotency_key: str | None,
@@ -310,7 +312,7 @@ def parse_error_body(body: bytes) -> ErrorMessage | None:
 
 
 def error_for_response(
-    response: httpx.Response,
+    response: Response,
     body: bytes,
     *,
     idempotency_key: str | None,

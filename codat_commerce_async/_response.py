@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-import httpx
+if TYPE_CHECKING:
+    from ._types import Headers, Response
 
 __all__ = ["APIResponse"]
 
@@ -21,8 +22,9 @@ class APIResponse(Generic[T]):
     read, so ``http_response.content`` and ``.json()`` work.
     """
 
-    http_response: httpx.Response
-    """The final response (of the last attempt)."""
+    http_response: Response
+    """The final response (of the last attempt): an ``httpx.Response``, or an
+    ``httpx2.Response`` on a client that runs on httpx2."""
     parsed: T
     """The validated model."""
     attempts: int
@@ -40,7 +42,7 @@ class APIResponse(Generic[T]):
         return self.http_response.status_code
 
     @property
-    def headers(self) -> httpx.Headers:
+    def headers(self) -> Headers:
         """The response headers, e.g. ``X-Rate-Limit-Remaining``."""
         return self.http_response.headers
 

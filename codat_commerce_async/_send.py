@@ -1,8 +1,9 @@
-"""The httpx seam: build a request, send it once, read the body within bounds, and
-translate lower-layer errors.
+"""The HTTP library seam: build a request, send it once, read the body within bounds,
+and translate lower-layer errors.
 
-This is the only module that touches httpx's requests, responses, transports and
-errors (a second HTTP library plugs in here). It guarantees that:
+This is the only module that touches the requests, responses, transports and errors of
+the HTTP library a client runs on: httpx, or httpx2 (the same API under another name,
+through :class:`~._http_library.HttpLibrary`). It guarantees that:
 - nothing but our own exception types leaves it (cancellation aside);
 - a body above the size cap, raw or decompressed, is refused without buffering it,
   and its connection is closed rather than returned to the pool;
@@ -18,6 +19,7 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -30,7 +32,11 @@ from ._exceptions import (
     ResponseTooLargeError,
     redact,
 )
+from ._http_library import ErrorClasses, HttpLibrary
 from ._response import ascii_int
+
+if TYPE_CHECKING:
+    from ._types import AsyncBaseTransport, AsyncClient, Request, Response
 
 __all__ = [
     "HttpPool",
@@ -42,56 +48,54 @@ __all__ = [
 
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
-Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
+Send = Callable[["Request"], Awaitable["Response"]]
 
 
 class HttpPool:
     """The connection pool a client sends through: one the SDK builds (and rebuilds
     after a fork), the caller's ``transport`` under an SDK-built client, or the
-    caller's own ``httpx.AsyncClient`` (never closed here)."""
+    caller's own ``httpx.AsyncClient`` / ``httpx2.AsyncClient`` (never closed here).
+    Everything is built with ``library``."""
 
     def __init__(
         self,
         *,
-        http_client: httpx.AsyncClient | None,
-        transport: httpx.AsyncBaseTransport | None,
+        library: HttpLibrary,
+        http_client: AsyncClient | None,
+        transport: AsyncBaseTransport | None,
         verify: ssl.SSLContext | bool,
         timeout: httpx.Timeout,
         max_connections: int,
     ) -> None:
-        self._rebuild: Callable[[], httpx.AsyncBaseTransport] | None = None
+        self.library = library
+        self._rebuild: Callable[[], AsyncBaseTransport] | None = None
         self.owned = http_client is None
         if http_client is not None:
             self._use(http_client, None)
             return
         if transport is None:
-            limits = httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=30.0,
-            )
 
-            def build() -> httpx.AsyncBaseTransport:
-                return httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
+            def build() -> AsyncBaseTransport:
+                return library.pool_transport(
+                    verify=verify, max_connections=max_connections, keepalive_expiry=30.0
+                )
 
             self._rebuild = build
             transport = build()
         self._timeout = timeout
-        self._use(_owning_client(transport, timeout), transport)
+        self._use(library.lifecycle_client(transport, timeout), transport)
 
-    def _use(self, http: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None) -> None:
+    def _use(self, http: AsyncClient, transport: AsyncBaseTransport | None) -> None:
         self.http = http
         self.transport = transport
         # Our own pool: call its transport directly, skipping httpx.AsyncClient.send's
         # auth, redirect, cookie and hook handling (docs/performance.md). A borrowed
         # client keeps its own send (its mounts, proxies and event hooks).
         self.send: Send = (
-            transport.handle_async_request if transport is not None else _client_send(http)
+            transport.handle_async_request  # type: ignore[assignment]
+            if transport is not None
+            else _client_send(http)
         )
-
-    @staticmethod
-    def is_http_client(value: object) -> bool:
-        return isinstance(value, httpx.AsyncClient)
 
     def max_connections(self) -> int | None:
         """Best effort: the connection limit of the pool (a given transport's, or a
@@ -127,7 +131,7 @@ class HttpPool:
         if self._rebuild is None:
             return False
         transport = self._rebuild()
-        self._use(_owning_client(transport, self._timeout), transport)
+        self._use(self.library.lifecycle_client(transport, self._timeout), transport)
         return True
 
     async def aclose(self) -> None:
@@ -135,31 +139,29 @@ class HttpPool:
             await self.http.aclose()
 
 
-def _client_send(http: httpx.AsyncClient) -> Send:
-    async def send(request: httpx.Request) -> httpx.Response:
-        return await http.send(request, stream=True, follow_redirects=False, auth=None)
+def _client_send(http: AsyncClient) -> Send:
+    async def send(request: Request) -> Response:
+        return await http.send(
+            request,  # type: ignore[arg-type]
+            stream=True,
+            follow_redirects=False,
+            auth=None,
+        )
 
     return send
 
 
-def _owning_client(
-    transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout
-) -> httpx.AsyncClient:
-    # The client only owns the transport's lifecycle; requests go to the transport.
-    return httpx.AsyncClient(
-        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
-    )
-
-
 class RequestTemplate:
-    """What every request of a client carries: the URL prefix and the headers."""
+    """What every request of a client carries: the URL prefix and the headers (in the
+    client's library)."""
 
-    __slots__ = ("headers", "url_prefix")
+    __slots__ = ("headers", "library", "url_prefix")
 
-    def __init__(self, base_url: str, headers: Mapping[str, str]) -> None:
+    def __init__(self, base_url: str, headers: Mapping[str, str], library: HttpLibrary) -> None:
         self.url_prefix = base_url
+        self.library = library
         # Normalised once; each request copies it (a list copy) and adds its key.
-        self.headers = httpx.Headers(headers)
+        self.headers = library.headers(dict(headers))
 
     def build(
         self,
@@ -169,13 +171,13 @@ class RequestTemplate:
         idempotency_key: str | None,
         timeout: httpx.Timeout,
         extra_headers: Sequence[tuple[str, str]] = (),
-    ) -> httpx.Request:
+    ) -> Request:
         headers = self.headers.copy()
         for name, value in extra_headers:
             headers[name] = value
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        return httpx.Request(
+        return self.library.request(
             method,
             self.url_prefix + path,
             headers=headers,
@@ -185,19 +187,21 @@ class RequestTemplate:
 
 
 async def send_attempt(
-    send: Callable[[httpx.Request], Awaitable[httpx.Response]],
-    request: httpx.Request,
+    send: Send,
+    request: Request,
     *,
     max_response_size: int,
     time_limit: float | None,
     limit_phase: str,
     secrets: Sequence[str],
-) -> tuple[httpx.Response, bytes]:
+    errors: ErrorClasses,
+) -> tuple[Response, bytes]:
     """Send ``request`` once with ``send`` (a transport's ``handle_async_request``, or a
     client's ``send``) and return the streamed response with its (decoded) body.
 
     ``time_limit`` bounds the whole attempt in wall-clock seconds; ``limit_phase``
-    names the bound (``"attempt"`` or ``"deadline"``) in the timeout error.
+    names the bound (``"attempt"`` or ``"deadline"``) in the timeout error; ``errors``
+    are the transport error classes of the client's HTTP library.
     """
     started = time.perf_counter()
     withheld: APIConnectionError | None = None
@@ -206,7 +210,7 @@ async def send_attempt(
             response = await send(request)
             response.request = request  # a transport's response does not know it
             try:
-                body = await read_body(response, max_response_size, secrets)
+                body = await read_body(response, max_response_size, errors, secrets)
             finally:
                 await response.aclose()
     except TimeoutError:
@@ -219,7 +223,7 @@ async def send_attempt(
     except APIError:
         raise
     except Exception as exc:
-        error = translate_transport_error(exc, request, secrets)
+        error = translate_transport_error(exc, request, secrets, errors)
         cause = _safe_cause(exc, secrets)
         if cause is not None:
             raise error from cause
@@ -238,7 +242,9 @@ async def send_attempt(
     return response, body
 
 
-async def read_body(response: httpx.Response, limit: int, secrets: Sequence[str] = ()) -> bytes:
+async def read_body(
+    response: Response, limit: int, errors: ErrorClasses, secrets: Sequence[str] = ()
+) -> bytes:
     """Read and decode the body, refusing more than ``limit`` bytes raw or decoded.
 
     Decompression is done here, chunk by chunk with a bounded output, because
@@ -246,7 +252,7 @@ async def read_body(response: httpx.Response, limit: int, secrets: Sequence[str]
     Only one content coding is accepted.
     """
     if response.is_stream_consumed:
-        # Built in memory (httpx.MockTransport and friends): httpx has already decoded it.
+        # Built in memory (MockTransport and friends): httpx has already decoded it.
         content = response.content
         if len(content) > limit:
             raise _too_large(response, limit, "decoded")
@@ -274,7 +280,7 @@ async def read_body(response: httpx.Response, limit: int, secrets: Sequence[str]
     # The transport's own stream, not response.aiter_raw(): fewer generator layers, and
     # httpx's download bookkeeping is not needed here.
     stream = response.stream
-    if not isinstance(stream, httpx.AsyncByteStream):
+    if not isinstance(stream, errors.byte_streams):
         raise TypeError("the transport returned a synchronous response stream")
     chunks = aiter(stream)
     try:
@@ -316,7 +322,7 @@ async def read_body(response: httpx.Response, limit: int, secrets: Sequence[str]
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-async def _abandon(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+async def _abandon(response: Response, chunks: AsyncIterator[bytes]) -> None:
     """Stop reading a body half-way without leaving httpx's generators suspended.
 
     Closing the response first closes the connection (it is not reused), so the
@@ -329,7 +335,7 @@ async def _abandon(response: httpx.Response, chunks: AsyncIterator[bytes]) -> No
             pass
 
 
-def _too_large(response: httpx.Response, limit: int, which: str) -> ResponseTooLargeError:
+def _too_large(response: Response, limit: int, which: str) -> ResponseTooLargeError:
     return ResponseTooLargeError(
         f"Codat's response body is larger than max_response_size={limit} bytes ({which})",
         request=response.request,
@@ -365,26 +371,21 @@ def _is_tls_failure(exc: BaseException) -> bool:
 
 
 def translate_transport_error(
-    exc: Exception, request: httpx.Request, secrets: Sequence[str]
+    exc: Exception, request: Request, secrets: Sequence[str], errors: ErrorClasses
 ) -> APIConnectionError:
     """Map an exception from the transport to ours, most specific first."""
     detail = str(exc) or type(exc).__name__
     if _mentions_secret(detail, secrets):
         detail = f"{type(exc).__name__} (message withheld: it contained a credential)"
-    if isinstance(exc, httpx.TimeoutException):
-        phase = {
-            httpx.ConnectTimeout: "connect",
-            httpx.ReadTimeout: "read",
-            httpx.WriteTimeout: "write",
-            httpx.PoolTimeout: "pool",
-        }.get(type(exc), "read")
+    if isinstance(exc, errors.timeout):
+        phase = errors.timeout_phases.get(type(exc), "read")
         return APITimeoutError(
             f"{phase} timeout talking to Codat: {detail}",
             request=request,
             phase=phase,
             request_sent=phase not in ("connect", "pool"),
         )
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, errors.connect):
         if _is_tls_failure(exc):
             return APITLSError(
                 f"TLS failure talking to Codat: {detail}", request=request, request_sent=False
@@ -392,14 +393,14 @@ def translate_transport_error(
         return APIConnectionError(
             f"could not connect to Codat: {detail}", request=request, request_sent=False
         )
-    if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(exc, errors.unsendable):
         return APIConnectionError(
             f"the request could not be sent: {detail}",
             request=request,
             request_sent=False,
             not_retried_because="the request itself is invalid; it would fail the same way",
         )
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, errors.transport):
         return APIConnectionError(
             f"the connection to Codat failed: {detail}", request=request, request_sent=True
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 import httpx
 
@@ -47,5 +47,23 @@ NOT_GIVEN: Final = NotGiven()
 CompanyId = uuid.UUID | str
 #: A point in time: an aware ``datetime``, a ``date`` (midnight UTC) or an ISO-8601 string.
 DateInput = _dt.datetime | _dt.date | str
-#: A timeout: seconds, an :class:`httpx.Timeout`, or ``None`` for no timeout.
-TimeoutTypes = float | httpx.Timeout | None
+
+
+if TYPE_CHECKING:
+    import httpx2
+
+    # The objects of whichever HTTP library a client runs on (see ``http_library``).
+    Request: TypeAlias = httpx.Request | httpx2.Request
+    Response: TypeAlias = httpx.Response | httpx2.Response
+    Headers: TypeAlias = httpx.Headers | httpx2.Headers
+    URL: TypeAlias = httpx.URL | httpx2.URL
+    Timeout: TypeAlias = httpx.Timeout | httpx2.Timeout
+    AsyncClient: TypeAlias = httpx.AsyncClient | httpx2.AsyncClient
+    AsyncBaseTransport: TypeAlias = httpx.AsyncBaseTransport | httpx2.AsyncBaseTransport
+
+    #: A timeout: seconds, an ``httpx.Timeout`` or ``httpx2.Timeout``, or ``None`` for none.
+    TimeoutTypes: TypeAlias = float | httpx.Timeout | httpx2.Timeout | None
+else:
+    # httpx2 is an optional extra: at run time the alias names httpx only (an
+    # httpx2.Timeout is accepted all the same).
+    TimeoutTypes = float | httpx.Timeout | None

@@ -11,12 +11,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 
 from codat_commerce_async import AsyncSyncClient
 from codat_commerce_async.testing import ManualClock
 
+from ._http import LIBRARIES, httpx, select, selected
+
+#: The SDK's documented switch; the suite sets it to the library it runs on.
+ENV_VAR = "CODAT_HTTP_LIBRARY"
 #: Used everywhere instead of a real key; the suite checks it never leaks.
 CANARY_KEY = "canary-key-7f3c9a1e5b2d"
 COMPANY = "8a210b68-6988-11ed-a1eb-0242ac120002"
@@ -104,6 +107,35 @@ def in_child(fn: Callable[[], int]) -> int:
 def new_company() -> str:
     """A fresh company id."""
     return str(uuid.uuid4())
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--http-library",
+        choices=LIBRARIES,
+        default=None,
+        help="the HTTP library the whole suite runs on (default: CODAT_HTTP_LIBRARY, else httpx)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("--http-library") or os.environ.get(ENV_VAR, "").strip() or "httpx"
+    if name not in LIBRARIES:
+        raise pytest.UsageError(f"{ENV_VAR}={name!r}: expected one of {LIBRARIES}")
+    select(name)
+    # Clients built without a library, the fake's transports and subprocesses follow it.
+    os.environ[ENV_VAR] = name
+
+
+def pytest_report_header() -> str:
+    return f"HTTP library: {selected()}"
+
+
+@pytest.fixture
+def http_library() -> str:
+    """The library the suite runs on (``"httpx"`` or ``"httpx2"``), for the few tests
+    whose expectations differ between them (each says why)."""
+    return selected()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -7,7 +7,6 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -21,6 +20,7 @@ from codat_commerce_async import (
     SyncSummary,
 )
 
+from ._http import httpx
 from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, virtual_clock
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -16,6 +15,7 @@ from codat_commerce_async import (
     SyncClient,
 )
 
+from ._http import httpx
 from .conftest import (
     CANARY_KEY,
     COMPANY,

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -29,6 +28,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, Fault
 
+from ._http import httpx
 from .conftest import CANARY_KEY, SUMMARY, ScriptedCodat, error_body, virtual_clock
 
 _COMPANY_RE = re.compile(r"/companies/([0-9a-f-]{36})/")

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from codat_commerce_async.cli import main
 from codat_commerce_async.cli._bulkfile import Journal, read_company_ids
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, ManualClock
+
+from ._http import httpx
 
 
 @pytest.fixture
@@ -93,6 +94,16 @@ def test_demo_human_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert "rate limit raised to 60,000 requests/min" in out
     assert "5 of 5" in out
     assert "wall time" in out
+
+
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+def test_demo_runs_on_the_library_asked_for(
+    capsys: pytest.CaptureFixture[str], library: str
+) -> None:
+    assert main(["demo", "--companies", "5", "--no-progress", "--http-library", library]) == 0
+    out = capsys.readouterr().out
+    assert f"(no account, no network; on {library})" in out
+    assert "5 of 5" in out
 
 
 # -- single-company commands -------------------------------------------------------------

@@ -12,7 +12,6 @@ import traceback
 import uuid
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -37,6 +36,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import ManualClock
 
+from ._http import httpx
 from .conftest import (
     BASE_URL,
     CANARY_KEY,
@@ -64,7 +64,9 @@ def resp(status: int, body: object = None, headers: dict[str, str] | None = None
 # -- the wire contract -------------------------------------------------------
 
 
-async def test_request_sync_wire_contract(client: AsyncSyncClient, codat: ScriptedCodat) -> None:
+async def test_request_sync_wire_contract(
+    client: AsyncSyncClient, codat: ScriptedCodat, http_library: str
+) -> None:
     summary = await client.sync.request_sync(
         COMPANY.upper(), sync_to=dt.datetime(2024, 6, 30, tzinfo=dt.timezone.utc)
     )
@@ -80,7 +82,9 @@ async def test_request_sync_wire_contract(client: AsyncSyncClient, codat: Script
     assert headers["content-type"] == "application/json"
     assert UUID4.match(headers["idempotency-key"])
     ua = headers["user-agent"]
-    assert ua.startswith("codat-commerce-async/") and "Python/" in ua and "httpx/" in ua
+    # Differs by library: the User-Agent names the one the client runs on.
+    assert ua.startswith("codat-commerce-async/") and "Python/" in ua
+    assert f" {http_library}/" in ua
 
 
 async def test_request_sync_without_sync_to(client: AsyncSyncClient, codat: ScriptedCodat) -> None:

@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 import codat_commerce_async.compat as codatsynccommerce
@@ -24,6 +23,7 @@ from codat_commerce_async.compat import utils
 from codat_commerce_async.compat.models import operations, shared
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
+from ._http import httpx
 from .conftest import CANARY_KEY, COMPANY
 
 SEED = Path(__file__).parent / "data" / "seed-sync-sdk-docs.md"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import ssl
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -16,6 +15,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async._config import is_loopback_host, resolve_auth_header, resolve_base_url
 
+from ._http import httpx
 from .conftest import CANARY_KEY
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -152,7 +152,9 @@ def test_bad_settings_rejected(kwargs: dict[str, object]) -> None:
 async def test_defaults_are_explicit() -> None:
     client = AsyncSyncClient(api_key=CANARY_KEY)
     try:
-        assert client.timeout == DEFAULT_TIMEOUT
+        # DEFAULT_TIMEOUT is an httpx.Timeout; client.timeout is of the client's library.
+        assert isinstance(client.timeout, httpx.Timeout)
+        assert client.timeout.as_dict() == DEFAULT_TIMEOUT.as_dict()
         assert client.timeout.connect == 5 and client.timeout.read == 30
         assert client.timeout.write == 30 and client.timeout.pool == 10
         assert client.max_retries == 2 and client.deadline == 120

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import random
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -43,6 +42,8 @@ from codat_commerce_async._retry import (
     may_resend_with_new_key,
     should_stop,
 )
+
+from ._http import httpx
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

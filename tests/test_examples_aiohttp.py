@@ -6,7 +6,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -14,6 +13,7 @@ from codat_commerce_async import AsyncSyncClient
 from codat_commerce_async.testing import FakeCodat
 
 from ._examples import load_example
+from ._http import httpx
 from .conftest import COMPANY
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # aiohttp runs on asyncio

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import AsyncSyncClient, CallEvent, SystemClock
 from codat_commerce_async.testing import FakeCodat, Fault
 
 from ._examples import load_example
+from ._http import httpx
 from .conftest import COMPANY
 
 fastapi_app = load_example("fastapi_app")

@@ -13,13 +13,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import trio
 
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
 from ._examples import EXAMPLES, load_example
+from ._http import httpx
 from .conftest import COMPANY
 
 trio_bulk = load_example("trio_bulk")

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from ._http import httpx
 from .test_compat import ported, seed_examples
 
 STARTUP_SECONDS = 30  # generous: only a bound on a hang, never a timing assertion

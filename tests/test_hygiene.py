@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -20,6 +19,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import ManualClock
 
+from ._http import httpx
 from ._sockets import MisbehavingServer, answer, reset
 from .conftest import CANARY_KEY, COMPANY, virtual_clock
 

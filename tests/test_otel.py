@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 
 import anyio
-import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -18,6 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from codat_commerce_async import AsyncSyncClient, NotFoundError, SyncClient
 from codat_commerce_async.contrib.otel import operation_name, route_template, tracing_hook
 
+from ._http import httpx
 from .conftest import CANARY_KEY, COMPANY, SUMMARY, ScriptedCodat, error_body, virtual_clock
 
 SYNC_ID = "8d0a044e-b683-4fc9-bd0d-bfb2ca5731b7"

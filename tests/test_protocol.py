@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import uuid
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -29,6 +28,7 @@ from codat_commerce_async._protocol import (
     validate_idempotency_key,
 )
 
+from ._http import httpx
 from .conftest import COMPANY, SUMMARY
 
 UTC = dt.timezone.utc

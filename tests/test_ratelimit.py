@@ -6,7 +6,6 @@ import itertools
 import math
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -17,6 +16,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async._ratelimit import RateLimiter
 
+from ._http import httpx
 from .conftest import CANARY_KEY, COMPANY, ScriptedCodat, virtual_clock
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from codat_commerce_async import AsyncSyncClient, BlockingBulkRun, BulkRun, SyncClient
 
+from ._http import httpx
 from .conftest import CANARY_KEY, COMPANY, ScriptedCodat
 
 #: The calls that are one HTTP request each (they have raw twins).

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -22,6 +21,7 @@ from codat_commerce_async import (
 from codat_commerce_async._waiting import POLL_BACKOFF
 from codat_commerce_async.testing import FakeCodat, ManualClock
 
+from ._http import httpx
 from .conftest import COMPANY, SUMMARY, ScriptedCodat, error_body
 
 SYNC = "8d0a044e-b683-4fc9-bd0d-bfb2ca5731b7"

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -33,6 +32,7 @@ from codat_commerce_async.testing import (
 )
 
 from ._examples import load_example
+from ._http import httpx
 
 pytestmark = pytest.mark.anyio
 

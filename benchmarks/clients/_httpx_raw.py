@@ -1,9 +1,11 @@
-"""Raw ``httpx.AsyncClient`` + pydantic validation, with a configurable pool size."""
+"""Raw ``httpx.AsyncClient`` (or ``httpx2.AsyncClient``) + pydantic validation, with a
+configurable pool size."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 
@@ -11,13 +13,14 @@ from ._harness import BODY, AsyncCall, AsyncFactory, Options, sync_path, wire_he
 from ._model import SyncSummary
 
 
-def factory(pool: int, transport: httpx.AsyncBaseTransport | None = None) -> AsyncFactory:
-    """A client factory with ``pool`` connections (or over ``transport``)."""
+def factory(pool: int, transport: Any = None, library: Any = httpx) -> AsyncFactory:
+    """A client factory with ``pool`` connections (or over ``transport``); ``library`` is
+    the ``httpx`` or ``httpx2`` module."""
 
     @asynccontextmanager
     async def open_client(opts: Options) -> AsyncIterator[AsyncCall]:
-        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-        async with httpx.AsyncClient(
+        limits = library.Limits(max_connections=pool, max_keepalive_connections=pool)
+        async with library.AsyncClient(
             base_url=opts.url, limits=limits, timeout=30.0, transport=transport
         ) as http:
 

@@ -36,12 +36,15 @@ def async_factory(
     transport: Callable[[int], httpx.AsyncBaseTransport] | None = None,
     *,
     size_to_load: bool = False,
+    http_library: str | None = None,
 ) -> AsyncFactory:
     """``AsyncSyncClient`` as a user would configure it.
 
     With the default httpx transport the client keeps its default in-flight cap (the
     64 workers queue inside the SDK); with ``transport(concurrency)`` (the aiohttp
     transport) or ``size_to_load=True`` the cap is raised to the number of workers.
+    ``CODAT_BENCH_MAX_CONCURRENCY=N`` sets the cap instead (to measure pool sizing).
+    ``http_library`` is passed to the client (``"httpx2"``: the SDK on httpx2).
     """
 
     @asynccontextmanager
@@ -49,7 +52,12 @@ def async_factory(
         from codat_commerce_async import AsyncSyncClient
 
         sized = transport is not None or size_to_load
-        extra = {"max_concurrency": opts.concurrency} if sized else {}
+        extra: dict[str, object] = {"max_concurrency": opts.concurrency} if sized else {}
+        cap = os.environ.get("CODAT_BENCH_MAX_CONCURRENCY")
+        if cap:
+            extra["max_concurrency"] = int(cap)
+        if http_library is not None:
+            extra["http_library"] = http_library
         async with AsyncSyncClient(
             api_key=API_KEY,
             base_url=opts.url,

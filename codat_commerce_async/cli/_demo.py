@@ -2,7 +2,8 @@
 
 The demo runs the real client (bulk engine, retries, 429 gate, rate limit, waiting)
 against the fake Codat from :mod:`codat_commerce_async.testing`, in this process
-through ``httpx.ASGITransport``: no account, no network, no port.
+through the HTTP library's ``ASGITransport`` (httpx, or httpx2 with ``--http-library
+httpx2``): no account, no network, no port.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     client = AsyncSyncClient(
         api_key=fake.api_key,
         base_url="http://localhost",
-        transport=fake.transport(),
+        transport=fake.transport(http_library=args.http_library),
         max_retries=6,
         event_hooks=[observe],
         requests_per_minute=DEMO_REQUESTS_PER_MINUTE,
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(
             f"codat-commerce demo: {count:,} companies against a fake Codat in this process "
-            "(no account, no network)\n"
+            f"(no account, no network; on {client.http_library})\n"
             f"  the fake: {LATENCY_MS[0]}-{LATENCY_MS[1]} ms latency, {SHARE_503:.0%} 503s, "
             f"a few 429s (Retry-After {RETRY_AFTER_429:g} s); each sync runs {SYNC_SECONDS:g} s\n"
             f"  rate limit raised to {DEMO_REQUESTS_PER_MINUTE:,.0f} requests/min because the "

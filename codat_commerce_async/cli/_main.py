@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--companies", type=_positive_int, default=1000, metavar="N")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.add_argument("--seed", type=int, default=None, help="seed for the injected faults")
+    demo.add_argument(
+        "--http-library",
+        choices=("httpx", "httpx2"),
+        default=None,
+        help="the HTTP library to run on (default: CODAT_HTTP_LIBRARY, else httpx; "
+        "httpx2 needs the [httpx2] extra)",
+    )
     demo.set_defaults(handler=_lazy("_demo", "run"))
 
     sync = commands.add_parser("sync", help="talk to Codat's sync API")

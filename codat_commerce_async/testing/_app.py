@@ -10,17 +10,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
-import httpx
 
+from .._http_library import HttpLibraryName, default_library
 from ._control import CONTROL_PREFIX, control_response, ledger_json
 from ._faults import ConnectionDropped, Fault, FaultPlan, FaultStage, RequestInfo, combine
 from ._ledger import DEFAULT_TTL, IdempotencyLedger, fingerprint
 from ._ratelimit import RateLimiter, RateLimits
 from ._state import FakeState, RequestRecord, StartedSync, SyncOperation, SyncOutcome
-from ._transport import FakeTransport
+from ._transport import fake_transport
 from ._webhooks import send_webhook
 from ._wire import (
     Response,
@@ -35,6 +35,10 @@ from ._wire import (
     json_response,
     parse_timestamp,
 )
+
+if TYPE_CHECKING:
+    from .._types import AsyncBaseTransport, AsyncClient
+    from .._types import Response as HttpResponse
 
 __all__ = ["DEFAULT_API_KEY", "FakeCodat"]
 
@@ -325,12 +329,13 @@ class FakeCodat:
         secret: str,
         event_id: str | None = None,
         timestamp: datetime | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> httpx.Response:
+        transport: AsyncBaseTransport | None = None,
+    ) -> HttpResponse:
         """POST a Codat webhook (``{id, eventType, generatedDate, payload}``), signed with
         ``secret`` the way Codat's Svix signs it, to ``url``; return the response.
 
-        ``transport`` (e.g. ``httpx.ASGITransport(app=your_app)``) delivers it in-process;
+        ``transport`` (e.g. ``httpx.ASGITransport(app=your_app)``, or an httpx2 one)
+        delivers it in-process, with the transport's library;
         ``timestamp`` signs it as of another time (to test replay protection). Needs the
         ``webhooks`` extra. Also over HTTP: ``POST /_fake/webhooks``.
         """
@@ -368,21 +373,35 @@ class FakeCodat:
 
     # clients ---------------------------------------------------------------------------
 
-    def transport(self) -> FakeTransport:
-        """An httpx transport calling this app in-process (drops become RemoteProtocolError)."""
-        return FakeTransport(self)
+    def transport(self, *, http_library: HttpLibraryName | None = None) -> AsyncBaseTransport:
+        """A transport calling this app in-process (drops become ``RemoteProtocolError``):
+        a :class:`FakeTransport` for httpx, or its httpx2 twin with
+        ``http_library="httpx2"``. Default: ``CODAT_HTTP_LIBRARY``, else httpx."""
+        name = http_library if http_library is not None else default_library().name
+        return cast("AsyncBaseTransport", fake_transport(self, name))
 
-    def client(self, *, authenticated: bool = True, **kwargs: Any) -> httpx.AsyncClient:
-        """An ``httpx.AsyncClient`` on :meth:`transport` with base URL ``http://localhost``.
+    def client(
+        self,
+        *,
+        authenticated: bool = True,
+        http_library: HttpLibraryName | None = None,
+        **kwargs: Any,
+    ) -> AsyncClient:
+        """An ``httpx.AsyncClient`` (``httpx2.AsyncClient`` with ``http_library="httpx2"``)
+        on :meth:`transport` with base URL ``http://localhost``.
 
         With ``authenticated`` the valid ``Authorization`` header is preset. Extra keyword
-        arguments go to ``httpx.AsyncClient``.
+        arguments go to the ``AsyncClient``.
         """
-        headers = httpx.Headers(kwargs.pop("headers", None))
+        transport = self.transport(http_library=http_library)
+        library = cast("Any", transport)._library
+        headers = library.Headers(kwargs.pop("headers", None))
         if authenticated:
             headers.setdefault("Authorization", self.auth_header)
         kwargs.setdefault("base_url", "http://localhost")
-        return httpx.AsyncClient(transport=self.transport(), headers=headers, **kwargs)
+        return cast(
+            "AsyncClient", library.AsyncClient(transport=transport, headers=headers, **kwargs)
+        )
 
     # ASGI ------------------------------------------------------------------------------
 

@@ -12,8 +12,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from .._http_library import default_library
 from ._wire import Response, error_response, json_response
 
 if TYPE_CHECKING:
@@ -89,6 +88,6 @@ async def _send_webhook(fake: FakeCodat, body: bytes) -> Response:
         delivered = await fake.send_webhook(
             url, event_type, request.get("payload"), secret=secret, event_id=request.get("id")
         )
-    except httpx.HTTPError as exc:
+    except default_library().errors.any_error as exc:  # httpx's or httpx2's
         return error_response(502, f"The webhook could not be delivered: {type(exc).__name__}")
     return json_response(200, {"status": delivered.status_code})

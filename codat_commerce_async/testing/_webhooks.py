@@ -12,9 +12,12 @@ import os
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from .._http_library import resolve_library
+
+if TYPE_CHECKING:
+    from .._types import AsyncBaseTransport, Response
 
 __all__ = ["new_webhook_secret", "send_webhook", "sign_webhook", "webhook_body"]
 
@@ -71,12 +74,16 @@ async def send_webhook(
     secret: str,
     event_id: str | None = None,
     timestamp: datetime | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.Response:
+    transport: AsyncBaseTransport | None = None,
+) -> Response:
     """POST one signed webhook to ``url`` and return the receiver's response.
 
-    ``transport`` (e.g. ``httpx.ASGITransport(app=your_app)``) sends it in-process."""
+    ``transport`` (e.g. ``httpx.ASGITransport(app=your_app)``, or an httpx2 one) sends it
+    in-process. It is sent with the transport's library (without one:
+    ``CODAT_HTTP_LIBRARY``, else httpx)."""
     body = webhook_body(event_type, payload, event_id=event_id)
     headers = sign_webhook(body, secret, message_id=event_id, timestamp=timestamp)
-    async with httpx.AsyncClient(transport=transport, timeout=30) as http:
-        return await http.post(url, content=body, headers=headers)
+    library = resolve_library(None, transport=transport).module
+    async with library.AsyncClient(transport=transport, timeout=30) as http:
+        response: Response = await http.post(url, content=body, headers=headers)
+        return response

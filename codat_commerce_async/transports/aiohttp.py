@@ -1,4 +1,4 @@
-"""An ``httpx.AsyncBaseTransport`` backed by an ``aiohttp.ClientSession`` (asyncio only).
+"""An httpx/httpx2 transport backed by an ``aiohttp.ClientSession`` (asyncio only).
 
 Install with ``pip install 'codat-commerce-async[aiohttp]'`` and pass it to the client::
 
@@ -6,7 +6,9 @@ Install with ``pip install 'codat-commerce-async[aiohttp]'`` and pass it to the 
 
 It keeps the behaviour the SDK relies on from httpx's default transport: per-request
 connect/read/pool timeouts, httpx exception types, no redirects, no decompression, no
-cookies, headers sent exactly as given, and a lazily streamed response body.
+cookies, headers sent exactly as given, and a lazily streamed response body. It serves
+httpx and httpx2 alike: each response and error is of the library of the request it
+answers.
 aiohttp has no write timeout, so ``timeout.write`` is not enforced (request bodies are
 small JSON documents handed to the socket buffer in one write).
 """
@@ -14,10 +16,12 @@ small JSON documents handed to the socket buffer in one write).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 from ssl import SSLContext
-from typing import Final
+from types import ModuleType
+from typing import Any, Final
 
 import httpx
 import sniffio
@@ -42,39 +46,46 @@ _AIOHTTP_ERRORS: Final = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 _TimeoutKey = tuple[float | None, float | None, float | None]
 
 
-# (aiohttp/socket error types, httpx error type), most specific first.
-_ERROR_MAP: Final[
-    tuple[tuple[tuple[type[BaseException], ...], type[httpx.TransportError]], ...]
-] = (
-    ((aiohttp.ConnectionTimeoutError,), httpx.ConnectTimeout),
-    ((aiohttp.ServerTimeoutError, asyncio.TimeoutError), httpx.ReadTimeout),
-    ((aiohttp.ClientConnectorError, aiohttp.ServerFingerprintMismatch), httpx.ConnectError),
+# (aiohttp/socket error types, name of the httpx/httpx2 error), most specific first.
+_ERROR_MAP: Final[tuple[tuple[tuple[type[BaseException], ...], str], ...]] = (
+    ((aiohttp.ConnectionTimeoutError,), "ConnectTimeout"),
+    ((aiohttp.ServerTimeoutError, asyncio.TimeoutError), "ReadTimeout"),
+    ((aiohttp.ClientConnectorError, aiohttp.ServerFingerprintMismatch), "ConnectError"),
     (
         (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError),
-        httpx.RemoteProtocolError,
+        "RemoteProtocolError",
     ),
-    ((aiohttp.NonHttpUrlClientError,), httpx.UnsupportedProtocol),
-    ((aiohttp.InvalidURL,), httpx.LocalProtocolError),
-    ((aiohttp.ClientConnectionError, OSError), httpx.ReadError),
+    ((aiohttp.NonHttpUrlClientError,), "UnsupportedProtocol"),
+    ((aiohttp.InvalidURL,), "LocalProtocolError"),
+    ((aiohttp.ClientConnectionError, OSError), "ReadError"),
 )
 
 
-def _translate(exc: BaseException, request: httpx.Request) -> tuple[Exception, BaseException]:
-    """Map an aiohttp/socket error to ``(httpx error, cause to chain)``.
+def _library_of(request: Any) -> ModuleType:
+    """httpx2 for an ``httpx2.Request``, else httpx (the only two the client sends)."""
+    httpx2 = sys.modules.get("httpx2")  # an httpx2 request cannot exist unless it is loaded
+    if httpx2 is not None and isinstance(request, httpx2.Request):
+        return httpx2
+    return httpx
+
+
+def _translate(exc: BaseException, request: Any) -> tuple[Exception, BaseException]:
+    """Map an aiohttp/socket error to ``(httpx or httpx2 error, cause to chain)``.
 
     TLS failures chain the underlying ``ssl`` error so that they stay recognisable.
     """
-    error_type: type[httpx.TransportError] = httpx.TransportError
+    library = _library_of(request)
+    error_type: type[Exception] = library.TransportError
     for sources, target in _ERROR_MAP:
         if isinstance(exc, sources):
-            error_type = target
+            error_type = getattr(library, target)
             break
     cause: BaseException = exc
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cause = exc.certificate_error
     elif isinstance(exc, aiohttp.ClientSSLError):
         cause = exc.os_error
-    return error_type(str(exc) or type(exc).__name__, request=request), cause
+    return error_type(str(exc) or type(exc).__name__, request=request), cause  # type: ignore[call-arg]
 
 
 def _http_version(version: aiohttp.HttpVersion | None) -> bytes:
@@ -121,7 +132,8 @@ class _Slots:
                 held.append(sem)
         except asyncio.TimeoutError as exc:
             _release_all(held)
-            raise httpx.PoolTimeout("timed out waiting for a connection", request=request) from exc
+            pool_timeout = _library_of(request).PoolTimeout
+            raise pool_timeout("timed out waiting for a connection", request=request) from exc
         except BaseException:
             _release_all(held)
             raise
@@ -148,7 +160,8 @@ class _Releaser:
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    """Lazily reads an aiohttp response body; closing it hands the connection back."""
+    """Lazily reads an aiohttp response body; closing it hands the connection back.
+    (:func:`_stream_class` gives its httpx2 twin.)"""
 
     __slots__ = ("_closed", "_complete", "_on_close", "_request", "_response")
 
@@ -188,8 +201,19 @@ class _ResponseStream(httpx.AsyncByteStream):
             self._on_close()
 
 
+@cache
+def _stream_class(library: ModuleType) -> type[_ResponseStream]:
+    """The response stream type for ``library``: each checks for its own AsyncByteStream."""
+    if library is httpx:
+        return _ResponseStream
+    return type("_ResponseStream", (_ResponseStream, library.AsyncByteStream), {"__slots__": ()})
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx transport over one lazily created ``aiohttp.ClientSession``.
+    """httpx (and httpx2) transport over one lazily created ``aiohttp.ClientSession``.
+
+    Pass it to a client on either library (on httpx2 say ``http_library="httpx2"``):
+    it answers each request with the response and errors of the request's library.
 
     :param limit: maximum connections in total (0 = unlimited).
     :param limit_per_host: maximum connections per (scheme, host, port) (0 = unlimited).
@@ -198,6 +222,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     :param keepalive_timeout: seconds an idle connection is kept (``None``: no expiry).
     :param force_close: close every connection after its response (no keep-alive).
     """
+
+    #: The HTTP libraries whose requests it serves (it implies neither).
+    http_libraries: Final = ("httpx", "httpx2")
 
     def __init__(
         self,
@@ -255,7 +282,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session, self._slots
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request``; the returned response streams its body from aiohttp."""
+        """Send ``request`` (an httpx or httpx2 request); the returned response, of the
+        request's library, streams its body from aiohttp."""
         session, slots = self._session_for_running_loop()
         timeout = request.extensions.get("timeout", {})
         release = await slots.acquire(request, timeout.get("pool"))
@@ -264,10 +292,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except BaseException:
             release()
             raise
-        return httpx.Response(
+        library = _library_of(request)
+        return library.Response(  # type: ignore[no-any-return]
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_ResponseStream(response, request, release),
+            stream=_stream_class(library)(response, request, release),
             request=request,
             extensions={
                 "http_version": _http_version(response.version),
@@ -283,7 +312,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         data: bytes | AsyncIterator[bytes] | None
         try:
             data = request.content or None
-        except httpx.RequestNotRead:  # streaming upload: aiohttp does the chunking
+        except _library_of(request).RequestNotRead:  # streaming upload: aiohttp chunks it
             data = _aiter_upload(request)
             headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
         try:
@@ -312,7 +341,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 async def _aiter_upload(request: httpx.Request) -> AsyncIterator[bytes]:
     stream = request.stream
-    if not isinstance(stream, httpx.AsyncByteStream):
+    if not isinstance(stream, _library_of(request).AsyncByteStream):
         raise TypeError("the aiohttp transport needs an async request stream")
     async for chunk in stream:
         yield chunk

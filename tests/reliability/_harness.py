@@ -23,7 +23,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -34,6 +33,7 @@ from codat_commerce_async import (
     SyncClient,
 )
 
+from .._http import httpx
 from ..conftest import CANARY_KEY
 
 MODES = ("async", "blocking")

@@ -17,7 +17,8 @@ from ..conftest import CANARY_KEY
 from ._harness import CANARY, FIGURES, MODES, CanaryLogHandler
 
 #: Loggers captured at DEBUG for the whole suite: ours, and the two layers below us.
-_LOGGERS = ("codat_commerce_async", "httpx", "httpcore")
+#: (httpx2 logs as "httpx2" and "httpcore2.*"; both pairs are scanned whichever runs.)
+_LOGGERS = ("codat_commerce_async", "httpx", "httpcore", "httpx2", "httpcore2")
 
 
 @pytest.fixture(scope="package", autouse=True)

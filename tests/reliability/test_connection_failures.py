@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import APIConnectionError, APITimeoutError, SyncSummary
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
+from .._http import httpx
 from .._sockets import (
     MisbehavingServer,
     answer,

@@ -11,7 +11,6 @@ from email.utils import format_datetime
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import (
@@ -29,6 +28,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault
 
+from .._http import httpx
 from ..conftest import CANARY_KEY, new_company
 from ._harness import FAST, eventually, fake_records, open_api, raises
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 
@@ -23,6 +22,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, RateLimits
 
+from .._http import httpx
 from .._sockets import MisbehavingServer
 from ..conftest import CANARY_KEY, in_child, new_company
 from ._harness import FAST, eventually, fake_records, open_api, raises

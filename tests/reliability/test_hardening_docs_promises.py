@@ -14,11 +14,11 @@ import threading
 import uuid
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async import RateLimitError
 
+from .._http import httpx
 from .._sockets import SUMMARY_BYTES, MisbehavingServer, answer, drip
 from ._harness import open_api, raises
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from email.utils import format_datetime
 from typing import Any
 
-import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +34,7 @@ from codat_commerce_async import (
 from codat_commerce_async._exceptions import make_status_error, parse_retry_after
 from codat_commerce_async._retry import compute_wait, should_stop
 
+from .._http import httpx
 from .._sockets import MisbehavingServer, answer
 from ..conftest import CANARY_KEY, SUMMARY
 from ._harness import CANARY, FAST, FULL_SCALE, MODES

@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async.testing import FakeCodat, ManualClock
+
+from .._http import httpx
 
 START = datetime(2026, 4, 15, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from codat_commerce_async.testing import FakeCodat, FakeTransport, ManualClock
 
+from .._http import httpx
 from .conftest import RANGE, START, client_for, historic, latest, status
 
 pytestmark = pytest.mark.anyio
@@ -540,9 +540,15 @@ async def test_reset_forgets_everything(fake, http, company):
     assert fake.syncs_started(company) == 1  # the key was forgotten too
 
 
-async def test_client_helper_uses_the_fake_transport(fake, company):
+async def test_client_helper_uses_the_fake_transport(fake, company, http_library):
     async with fake.client() as http:
-        assert isinstance(http._transport, FakeTransport)
+        assert isinstance(http, httpx.AsyncClient)
+        # Differs by library: FakeTransport is httpx's; on httpx2 it is its httpx2 twin.
+        if http_library == "httpx":
+            assert isinstance(http._transport, FakeTransport)
+        else:
+            assert isinstance(http._transport, httpx.AsyncBaseTransport)
+            assert type(http._transport).__name__ == "FakeTransport"
         assert str(http.base_url) == "http://localhost"
         response = await http.post(latest(company))
     assert response.status_code == 200

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 from jsonschema import ValidationError  # type: ignore[import-untyped]
@@ -27,6 +26,7 @@ from openapi_schema_validator import OAS31Validator
 
 from codat_commerce_async.testing import FakeCodat, Fault, ManualClock, RateLimits
 
+from .._http import httpx
 from .conftest import RANGE, client_for, historic, latest, status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # bodies do not depend on the loop

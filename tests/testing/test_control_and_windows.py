@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
 from codat_commerce_async.testing import FakeCodat, Fault, ManualClock, RateLimits
 
+from .._http import httpx
 from .conftest import latest
 
 pytestmark = pytest.mark.anyio

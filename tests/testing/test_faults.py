@@ -6,11 +6,11 @@ import dataclasses
 import time
 import uuid
 
-import httpx
 import pytest
 
 from codat_commerce_async.testing import ConnectionDropped, FakeCodat, Fault, FaultPlan
 
+from .._http import httpx
 from .conftest import RANGE, client_for, historic, latest, status
 
 pytestmark = pytest.mark.anyio

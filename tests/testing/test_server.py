@@ -12,11 +12,11 @@ import threading
 import uuid
 
 import anyio
-import httpx
 import pytest
 
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, run_server
 
+from .._http import httpx
 from .conftest import latest, status
 
 

@@ -6,7 +6,6 @@ import inspect
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 
 import codat_commerce_async.testing as testing
@@ -20,6 +19,8 @@ from codat_commerce_async.testing._wire import (
     http_date,
     parse_timestamp,
 )
+
+from .._http import httpx
 
 
 def test_public_names_are_exactly_all():

@@ -11,11 +11,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
-import httpx
 import pytest
 
 from codat_commerce_async.transports import AiohttpTransport
 
+from .._http import httpx
 from .._sockets import MisbehavingServer
 from ..conftest import SUMMARY
 from .conftest import GZIP_BODY

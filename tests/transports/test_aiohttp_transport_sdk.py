@@ -7,12 +7,12 @@ import ssl
 import uuid
 from datetime import datetime, timezone
 
-import httpx
 import pytest
 
 from codat_commerce_async import APITimeoutError, APITLSError, AsyncSyncClient, SyncSummary
 from codat_commerce_async.transports import AiohttpTransport
 
+from .._http import httpx
 from .._sockets import MisbehavingServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # aiohttp runs on asyncio

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ..._exceptions import APIStatusError
 from .shared import SyncRange, SyncSummary, SyncToLatestArgs
+
+if TYPE_CHECKING:
+    from ..._types import Response
 
 __all__ = [
     "RequestSyncForDateRangeRequest",
@@ -47,8 +49,8 @@ class _SyncResponse:
     """The response's ``Content-Type`` (None if it had none)."""
     status_code: int
     """The HTTP status of the last attempt."""
-    raw_response: httpx.Response | None = None
-    """The HTTP response (an :class:`httpx.Response`)."""
+    raw_response: Response | None = None
+    """The HTTP response (an ``httpx.Response``; an ``httpx2.Response`` on httpx2)."""
     sync_summary: SyncSummary | None = None
     """The parsed ``SyncSummary`` on success, otherwise None."""
     idempotency_key: str | None = None
