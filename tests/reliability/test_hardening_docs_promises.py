@@ -81,9 +81,10 @@ async def test_a_retry_after_pauses_every_call_of_the_client(
 async def test_the_in_flight_cap_follows_the_pool_of_a_given_transport(
     mode: str, server: MisbehavingServer
 ) -> None:
-    # One connection; each answer takes a while. With a cap above the pool, calls queue
-    # inside httpcore and fail with pool timeouts; with the cap, they queue in the SDK.
-    server.always(drip(SUMMARY_BYTES, interval=0.001))
+    # One connection; each answer takes a while (~380 body bytes at 0.4 ms or more each:
+    # at least 3x the pool timeout). With a cap above the pool, calls queue inside
+    # httpcore and fail with pool timeouts; with the cap, they queue in the SDK.
+    server.always(drip(SUMMARY_BYTES, interval=0.0004))
     transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1))
     timeout = httpx.Timeout(10.0, pool=0.05)
     async with open_api(
