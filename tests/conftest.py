@@ -112,7 +112,13 @@ def new_company() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """anyio's plugin runs each anyio test on every installed backend (asyncio and
-    trio); a test or module marked ``asyncio_only`` keeps only its asyncio run."""
+    trio); a test or module marked ``asyncio_only`` keeps only its asyncio run.
+
+    The rule: both backends where the behaviour depends on the runtime (cancellation,
+    deadlines and timers, task groups and bulk runs, close and loop lifecycle, threads);
+    asyncio only where it is the SDK's own logic over the same anyio code (status and
+    body handling, secrets, retry decisions, the gate and the cap over real sockets), so
+    a second run would repeat the same path at the same cost."""
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})

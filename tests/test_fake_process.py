@@ -64,13 +64,25 @@ def stop(fake: FakeProcess) -> None:
         fake.process.communicate()
 
 
-@pytest.fixture
-def any_auth_fake() -> Iterator[FakeProcess]:
+@pytest.fixture(scope="module")
+def _shared_any_auth_fake() -> Iterator[FakeProcess]:
+    """One ``--accept-any-auth`` process for the module: each start imports the SDK
+    (~0.5 s of CPU)."""
     fake = start_fake("--accept-any-auth", "--sync-duration", "0")
     try:
         yield fake
     finally:
         stop(fake)
+
+
+@pytest.fixture
+def any_auth_fake(_shared_any_auth_fake: FakeProcess) -> FakeProcess:
+    """The shared process, reset through its public endpoint (whose effect the ledger
+    test checks) so every test starts from an empty ledger."""
+    reset = httpx.post(f"{_shared_any_auth_fake.base_url}/_fake/reset")
+    assert reset.status_code == 200
+    assert _shared_any_auth_fake.process.poll() is None
+    return _shared_any_auth_fake
 
 
 def ledger(base_url: str) -> dict:
