@@ -22,10 +22,19 @@ from codat_commerce_async.cli._bulkfile import Journal, read_company_ids
 from codat_commerce_async.testing import FakeCodat, FakeCodatServer, Fault, ManualClock
 
 
-@pytest.fixture
-def server() -> Iterator[FakeCodatServer]:
+@pytest.fixture(scope="module")
+def _shared_server() -> Iterator[FakeCodatServer]:
+    """One loopback fake for the module (stopping uvicorn costs ~0.2 s each time)."""
     with FakeCodatServer(FakeCodat(sync_duration=0.2)) as running:
         yield running
+
+
+@pytest.fixture
+def server(_shared_server: FakeCodatServer) -> FakeCodatServer:
+    """The shared fake, reset (no requests, syncs, outcomes or faults); tests use fresh
+    company ids, so nothing of an earlier test can answer for a later one."""
+    _shared_server.fake.reset()
+    return _shared_server
 
 
 @pytest.fixture
@@ -393,6 +402,10 @@ def test_bulk_interrupted_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
     fake = FakeCodat()
     fake.faults.randomly(Fault.latency(0.02), 1.0)
     companies = [str(uuid.uuid4()) for _ in range(150)]
+    # After the first 40, each first attempt takes 0.5 s: the run cannot end (~18 s of
+    # work at concurrency 3) before the Ctrl-C, however slowly a busy machine looks.
+    for company in companies[40:]:
+        fake.faults.script(Fault.latency(0.5), company_id=company)
     source = tmp_path / "ids.txt"
     source.write_text("\n".join(companies) + "\n")
     out = tmp_path / "out.jsonl"
@@ -433,6 +446,7 @@ def test_bulk_interrupted_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
         done_first = {e["company_id"] for e in first if e["event"] == "result"}
         assert 20 <= len(done_first) < 150
 
+        fake.faults.clear()  # the resumed run at full speed
         rerun = ["sync", "bulk", str(source), "-o", str(out), "--no-progress"]
         assert main([*rerun, "--requests-per-minute", "60000", *conn(server)]) == 0
         entries = [json.loads(line) for line in out.read_text().splitlines()]
