@@ -306,10 +306,29 @@ def _check_items(items: object) -> int | None:
     return len(items) if isinstance(items, Sized) else None
 
 
-def _run_rate(requests_per_minute: float | NotGiven | None) -> float | NotGiven | None:
-    if isinstance(requests_per_minute, NotGiven):
-        return requests_per_minute
-    return validate_rate("requests_per_minute", requests_per_minute)
+def _new_run(
+    limits: BulkLimits,
+    items: Iterable[Any] | AsyncIterable[Any],
+    make_job: Callable[[], Job],
+    workers: int,
+    requests_per_minute: float | NotGiven | None,
+    on_progress: ProgressCallback | None,
+    on_enter: Callable[[], None],
+) -> BulkRun:
+    """A run over ``items`` once the input and the run's rate are checked."""
+    total = _check_items(items)
+    if not isinstance(requests_per_minute, NotGiven):
+        requests_per_minute = validate_rate("requests_per_minute", requests_per_minute)
+    return BulkRun(
+        limits,
+        items,
+        make_job=make_job,
+        workers=workers,
+        requests_per_minute=requests_per_minute,
+        on_progress=on_progress,
+        total=total,
+        on_enter=on_enter,
+    )
 
 
 def trigger_run(
@@ -332,8 +351,6 @@ def trigger_run(
     triggers = min(positive_int("concurrency", concurrency), max_concurrency)
     settings = validate_poll_settings(*poll) if wait else poll
     workers = positive_int("wait_concurrency", wait_concurrency) if wait else triggers
-    total = _check_items(company_ids)
-    rate = _run_rate(requests_per_minute)
 
     def make_job() -> Job:
         # Waiting runs have more workers than trigger slots: a worker holds a slot
@@ -368,15 +385,8 @@ def trigger_run(
 
         return job
 
-    return BulkRun(
-        limits,
-        company_ids,
-        make_job=make_job,
-        workers=workers,
-        requests_per_minute=rate,
-        on_progress=on_progress,
-        total=total,
-        on_enter=on_enter,
+    return _new_run(
+        limits, company_ids, make_job, workers, requests_per_minute, on_progress, on_enter
     )
 
 
@@ -394,8 +404,6 @@ def wait_run(
     """A run that waits for many syncs."""
     settings = validate_poll_settings(*poll)
     workers = positive_int("concurrency", concurrency)
-    total = _check_items(syncs)
-    rate = _run_rate(requests_per_minute)
 
     def make_job() -> Job:
         async def job(item: Any) -> BulkResult:
@@ -409,16 +417,7 @@ def wait_run(
 
         return job
 
-    return BulkRun(
-        limits,
-        syncs,
-        make_job=make_job,
-        workers=workers,
-        requests_per_minute=rate,
-        on_progress=on_progress,
-        total=total,
-        on_enter=on_enter,
-    )
+    return _new_run(limits, syncs, make_job, workers, requests_per_minute, on_progress, on_enter)
 
 
 async def _wait_result(
