@@ -20,6 +20,7 @@ import pytest
 from codat_commerce_async import RateLimitError
 
 from .._sockets import SUMMARY_BYTES, MisbehavingServer, answer, drip
+from ..conftest import TLS
 from ._harness import open_api, raises
 
 # The promises are the SDK's own decisions (the Retry-After cutoff, the client-wide gate,
@@ -88,7 +89,7 @@ async def test_the_in_flight_cap_follows_the_pool_of_a_given_transport(
     # at least 3x the pool timeout). With a cap above the pool, calls queue inside
     # httpcore and fail with pool timeouts; with the cap, they queue in the SDK.
     server.always(drip(SUMMARY_BYTES, interval=0.0004))
-    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1))
+    transport = httpx.AsyncHTTPTransport(verify=TLS, limits=httpx.Limits(max_connections=1))
     timeout = httpx.Timeout(10.0, pool=0.05)
     async with open_api(
         mode, base_url=server.url, transport=transport, timeout=timeout, max_retries=0
