@@ -245,9 +245,11 @@ def positive_int(name: str, value: int) -> int:
     return value
 
 
-def resolve_verify(verify: ssl.SSLContext | str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
-    """TLS verification is always on: None uses the system trust store, a path a CA
-    bundle, an :class:`ssl.SSLContext` is used as given."""
+def resolve_verify(
+    verify: ssl.SSLContext | str | os.PathLike[str] | None,
+) -> ssl.SSLContext | bool:
+    """TLS verification is always on: None (``True``) is the HTTP library's default
+    context, a path a CA bundle, an :class:`ssl.SSLContext` is used as given."""
     if verify is None:
         return True
     if isinstance(verify, ssl.SSLContext):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ._http import httpx
+from .conftest import TLS
 from .test_compat import ported, seed_examples
 
 STARTUP_SECONDS = 30  # generous: only a bound on a hang, never a timing assertion
@@ -64,8 +65,10 @@ def stop(fake: FakeProcess) -> None:
         fake.process.communicate()
 
 
-@pytest.fixture
-def any_auth_fake() -> Iterator[FakeProcess]:
+@pytest.fixture(scope="module")
+def _shared_any_auth_fake() -> Iterator[FakeProcess]:
+    """One ``--accept-any-auth`` process for the module: each start imports the SDK
+    (~0.5 s of CPU)."""
     fake = start_fake("--accept-any-auth", "--sync-duration", "0")
     try:
         yield fake
@@ -73,8 +76,18 @@ def any_auth_fake() -> Iterator[FakeProcess]:
         stop(fake)
 
 
+@pytest.fixture
+def any_auth_fake(_shared_any_auth_fake: FakeProcess) -> FakeProcess:
+    """The shared process, reset through its public endpoint (whose effect the ledger
+    test checks) so every test starts from an empty ledger."""
+    reset = httpx.post(f"{_shared_any_auth_fake.base_url}/_fake/reset", verify=TLS)
+    assert reset.status_code == 200
+    assert _shared_any_auth_fake.process.poll() is None
+    return _shared_any_auth_fake
+
+
 def ledger(base_url: str) -> dict:
-    response = httpx.get(f"{base_url}/_fake/ledger")
+    response = httpx.get(f"{base_url}/_fake/ledger", verify=TLS)
     assert response.status_code == 200
     return dict(response.json())
 
@@ -122,8 +135,10 @@ def test_only_the_configured_key_without_accept_any_auth(tmp_path: Path) -> None
         assert "  credential: API key 'k-123' (Authorization: Basic ay0xMjM=)" in fake.banner
         company = str(uuid.uuid4())
         url = f"{fake.base_url}/companies/{company}/sync/commerce/latest"
-        wrong = httpx.post(url, headers={"Authorization": "Basic BASE_64_ENCODED(API_KEY)"})
-        right = httpx.post(url, headers={"Authorization": "Basic ay0xMjM="})
+        wrong = httpx.post(
+            url, headers={"Authorization": "Basic BASE_64_ENCODED(API_KEY)"}, verify=TLS
+        )
+        right = httpx.post(url, headers={"Authorization": "Basic ay0xMjM="}, verify=TLS)
         assert (wrong.status_code, right.status_code) == (401, 200)
     finally:
         stop(fake)
@@ -163,7 +178,7 @@ def test_ledger_from_another_process_after_a_cli_bulk_run(
     )
     assert again.returncode == 0, again.stderr
     assert ledger(any_auth_fake.base_url)["requests"] == 25
-    reset = httpx.post(f"{any_auth_fake.base_url}/_fake/reset")
+    reset = httpx.post(f"{any_auth_fake.base_url}/_fake/reset", verify=TLS)
     assert reset.status_code == 200
     assert ledger(any_auth_fake.base_url) == {
         "requests": 0,
@@ -173,6 +188,6 @@ def test_ledger_from_another_process_after_a_cli_bulk_run(
         "duplicate_idempotency_keys": [],
         "companies": {},
     }
-    wrong = httpx.get(f"{any_auth_fake.base_url}/_fake/reset")
+    wrong = httpx.get(f"{any_auth_fake.base_url}/_fake/reset", verify=TLS)
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
-    assert httpx.get(f"{any_auth_fake.base_url}/_fake/nothing").status_code == 404
+    assert httpx.get(f"{any_auth_fake.base_url}/_fake/nothing", verify=TLS).status_code == 404

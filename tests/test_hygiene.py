@@ -21,7 +21,7 @@ from codat_commerce_async.testing import ManualClock
 
 from ._http import httpx
 from ._sockets import MisbehavingServer, answer, reset
-from .conftest import CANARY_KEY, COMPANY, virtual_clock
+from .conftest import CANARY_KEY, COMPANY, TLS, virtual_clock
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def server() -> MisbehavingServer:
 def _transport(max_connections: int = 10) -> httpx.AsyncHTTPTransport:
     """A transport of the kind the SDK builds, held by the test so it can look inside."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=10)
-    return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    return httpx.AsyncHTTPTransport(verify=TLS, limits=limits, trust_env=False)
 
 
 def _pool(transport: httpx.AsyncHTTPTransport) -> Any:

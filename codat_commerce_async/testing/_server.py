@@ -156,9 +156,7 @@ class FakeCodatServer:
         if self._thread is not None:
             raise RuntimeError("the fake Codat server was already started")
         config = _config(self.fake, self.host, self._requested_port, self._log_level, quiet=True)
-        import uvicorn
-
-        server = self._server = uvicorn.Server(config)
+        server = self._server = _waking_server_class()(config)
         thread = self._thread = threading.Thread(
             target=self._serve, args=(server,), name="fake-codat-server", daemon=True
         )
@@ -183,6 +181,7 @@ class FakeCodatServer:
         if thread is None or server is None:
             return
         server.should_exit = True
+        _wake(server)
         thread.join(timeout=5)
         if thread.is_alive():  # only when a request hangs
             server.force_exit = True
@@ -216,6 +215,35 @@ class FakeCodatServer:
         tb: TracebackType | None,
     ) -> None:
         await anyio.to_thread.run_sync(self.stop)
+
+
+def _waking_server_class() -> type[uvicorn.Server]:
+    import uvicorn
+
+    class WakingServer(uvicorn.Server):
+        """uvicorn looks at ``should_exit`` every 0.1 s; :func:`_wake` makes it look now,
+        so stopping a test's server does not wait out the tick."""
+
+        _wake_up: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+        async def main_loop(self) -> None:
+            wake_up = asyncio.Event()
+            self._wake_up = (asyncio.get_running_loop(), wake_up)
+            counter = 0
+            while not await self.on_tick(counter):
+                counter = (counter + 1) % 864000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake_up.wait(), 0.1)
+
+    return WakingServer
+
+
+def _wake(server: uvicorn.Server) -> None:
+    wake_up = getattr(server, "_wake_up", None)
+    if wake_up is not None:
+        loop, event = wake_up
+        with contextlib.suppress(RuntimeError):  # the loop has already ended
+            loop.call_soon_threadsafe(event.set)
 
 
 def _notifying_server_class() -> type[uvicorn.Server]:

@@ -34,7 +34,7 @@ from codat_commerce_async import (
 )
 
 from .._http import httpx
-from ..conftest import CANARY_KEY
+from ..conftest import CANARY_KEY, TLS
 
 MODES = ("async", "blocking")
 
@@ -249,7 +249,7 @@ def sdk_transport(max_connections: int = 10) -> httpx.AsyncHTTPTransport:
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    return httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    return httpx.AsyncHTTPTransport(verify=TLS, limits=limits, trust_env=False)
 
 
 async def raises(expected: type[BaseException] | tuple[type[BaseException], ...], aw: Any) -> Any:

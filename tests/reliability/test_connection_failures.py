@@ -68,15 +68,15 @@ async def test_row01_connection_refused_is_retried_then_raised(mode: str) -> Non
 async def test_row02_connect_timeout_is_retried_then_raised(mode: str) -> None:
     with blackhole_port() as port:
         async with open_api(
-            mode, base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(2.0, connect=0.2)
+            mode, base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(2.0, connect=0.1)
         ) as api:
             started = time.monotonic()
             exc = await raises(APITimeoutError, api.request_sync(new_company()))
             elapsed = time.monotonic() - started
     assert exc.phase == "connect" and exc.request_sent is False
     assert exc.attempts == 3
-    # Three 0.2 s connect timeouts (never early); the 2 s read timeout would take 6 s.
-    assert 0.6 <= elapsed < 5.0
+    # Three 0.1 s connect timeouts (never early); the 2 s read timeout would take 6 s.
+    assert 0.3 <= elapsed < 5.0
 
 
 # -- row 3 ----------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ async def test_row03_read_timeout_retries_with_the_same_key(
     mode: str, server: MisbehavingServer
 ) -> None:
     server.always(hang())
-    async with open_api(mode, base_url=server.url, timeout=httpx.Timeout(2.0, read=0.2)) as api:
+    async with open_api(mode, base_url=server.url, timeout=httpx.Timeout(2.0, read=0.1)) as api:
         exc = await raises(APITimeoutError, api.request_sync(new_company()))
     assert exc.phase == "read" and exc.request_sent is True and exc.attempts == 3
     keys = _keys(server)
