@@ -247,6 +247,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The aiohttp session in use: made by the first request, ``None`` before it and
+        after :meth:`aclose` (for inspecting its connector; do not close it yourself)."""
+        return self._session
+
     def _new_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self._limit,

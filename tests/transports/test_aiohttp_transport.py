@@ -50,7 +50,7 @@ def sync_request(
 
 
 def session_of(transport: AiohttpTransport) -> aiohttp.ClientSession | None:
-    return transport._session
+    return transport.session
 
 
 def free_port() -> int:
