@@ -27,7 +27,30 @@ from ._ratelimit import RateLimiter
 if TYPE_CHECKING:
     from ._call import Call
 
-__all__ = ["BulkLimits", "ClientLimits", "InProcessLimits", "Limits"]
+__all__ = ["BulkLimits", "ClientLimits", "InProcessLimits", "Limits", "OnePerKey"]
+
+
+class OnePerKey:
+    """At most one holder per key at a time; later ones wait in turn. Keys are kept
+    only while held, so a run over a million companies holds no more than in flight."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, anyio.Event] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys held now."""
+        return iter(self._held)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        while (running := self._held.get(key)) is not None:
+            await running.wait()
+        done = self._held[key] = anyio.Event()
+        try:
+            yield
+        finally:
+            del self._held[key]
+            done.set()
 
 
 class Limits(Protocol):
@@ -138,7 +161,7 @@ class InProcessLimits:
         self._base_rate = None if self._rpm is None else self._new_rate(self._rpm)
         self._rate: RateLimiter | None = self._base_rate
         self._run_rates: list[RateLimiter] = []
-        self._triggers: dict[str, anyio.Event] = {}
+        self._triggers = OnePerKey()
 
     # -- Limits ---------------------------------------------------------------
 
@@ -216,17 +239,8 @@ class InProcessLimits:
                 self._run_rates.remove(limiter)
             self._rate = self._run_rates[-1] if self._run_rates else self._base_rate
 
-    @contextlib.asynccontextmanager
-    async def one_trigger(self, company_id: str) -> AsyncIterator[None]:
-        in_flight = self._triggers
-        while (running := in_flight.get(company_id)) is not None:
-            await running.wait()
-        done = in_flight[company_id] = anyio.Event()
-        try:
-            yield
-        finally:
-            del in_flight[company_id]
-            done.set()
+    def one_trigger(self, company_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._triggers.hold(company_id)
 
     async def wait_unpaused(self) -> None:
         await self._pause.wait(self._clock.now)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import anyio
 
+from ._limits import OnePerKey
 from ._quota import DailyQuota, QuotaDecision
 from ._ratelimit import RateLimiter
 
@@ -34,7 +35,7 @@ class LocalLimits:
         self.quota = DailyQuota(quota_reserve)
         self._gate_until = 0.0
         self._slots: dict[str, tuple[anyio.Semaphore, int]] = {}
-        self._triggers: dict[str, anyio.Event] = {}
+        self._triggers = OnePerKey()
 
     async def acquire(self, max_wait: float | None = None) -> bool:
         """Wait at the gate, then take a token (False: it would take over ``max_wait``)."""
@@ -69,16 +70,8 @@ class LocalLimits:
             else:
                 self._slots[company_id] = (semaphore, users - 1)
 
-    @contextlib.asynccontextmanager
-    async def trigger_lease(self, company_id: str) -> AsyncIterator[None]:
-        while (running := self._triggers.get(company_id)) is not None:
-            await running.wait()
-        done = self._triggers[company_id] = anyio.Event()
-        try:
-            yield
-        finally:
-            del self._triggers[company_id]
-            done.set()
+    def trigger_lease(self, company_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._triggers.hold(company_id)
 
     async def observe(self, headers: Mapping[str, str]) -> None:
         self.quota.observe(headers)

@@ -211,6 +211,17 @@ def request_sync_for_date_range(
     return _trigger("/meta/companies/{}/sync/commerce/historic", company, payload)
 
 
+def _read(path: str, company: str, model: type[ModelT]) -> Operation[ModelT]:
+    return Operation(
+        method="GET",
+        path=path.format(company),
+        body=None,
+        model=model,
+        company_id=company,
+        idempotent=True,
+    )
+
+
 def sync_status(company_id: CompanyId, which: str) -> Operation[CompanySyncStatus]:
     """``GET /companies/{id}/sync/commerce/syncs/{which}/status``.
 
@@ -219,40 +230,20 @@ def sync_status(company_id: CompanyId, which: str) -> Operation[CompanySyncStatu
     company = canonical_company_id(company_id)
     if which not in ("latest", "lastSuccessful"):
         which = canonical_sync_id(which)
-    return Operation(
-        method="GET",
-        path=f"/companies/{company}/sync/commerce/syncs/{which}/status",
-        body=None,
-        model=CompanySyncStatus,
-        company_id=company,
-        idempotent=True,
-    )
+    path = "/companies/{}/sync/commerce/syncs/" + which + "/status"
+    return _read(path, company, CompanySyncStatus)
 
 
 def list_syncs(company_id: CompanyId) -> Operation[list[CompanySyncStatus]]:
     """``GET /companies/{id}/sync/commerce/syncs/list/status`` (a JSON array)."""
     company = canonical_company_id(company_id)
-    return Operation(
-        method="GET",
-        path=f"/companies/{company}/sync/commerce/syncs/list/status",
-        body=None,
-        model=list[CompanySyncStatus],
-        company_id=company,
-        idempotent=True,
-    )
+    return _read("/companies/{}/sync/commerce/syncs/list/status", company, list[CompanySyncStatus])
 
 
 def company_sync_status(company_id: CompanyId) -> Operation[SyncStatus]:
     """``GET /meta/companies/{id}/sync/commerce/status`` (``get-sync-status``)."""
     company = canonical_company_id(company_id)
-    return Operation(
-        method="GET",
-        path=f"/meta/companies/{company}/sync/commerce/status",
-        body=None,
-        model=SyncStatus,
-        company_id=company,
-        idempotent=True,
-    )
+    return _read("/meta/companies/{}/sync/commerce/status", company, SyncStatus)
 
 
 _ADAPTERS: dict[object, pydantic.TypeAdapter[object]] = {}
