@@ -187,7 +187,7 @@ class RemoteFake:
             proc.stdin.write("stop\n")
             proc.stdin.flush()
             proc.stdin.close()
-            proc.wait(timeout=10)
+            proc.wait(timeout=60)  # a hang guard: a starved machine stops it slowly
         finally:
             if proc.poll() is None:
                 proc.kill()
