@@ -415,10 +415,11 @@ def test_bulk_interrupted_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
     fake = FakeCodat()
     fake.faults.randomly(Fault.latency(0.02), 1.0)
     companies = [str(uuid.uuid4()) for _ in range(150)]
-    # After the first 40, each first attempt takes 0.5 s: the run cannot end (~18 s of
-    # work at concurrency 3) before the Ctrl-C, however slowly a busy machine looks.
+    # After the first 40, each first attempt takes 2 s: the run cannot end (~73 s of
+    # work at concurrency 3, past the 60 s wait below) before the Ctrl-C, however
+    # slowly a busy machine looks.
     for company in companies[40:]:
-        fake.faults.script(Fault.latency(0.5), company_id=company)
+        fake.faults.script(Fault.latency(2.0), company_id=company)
     source = tmp_path / "ids.txt"
     source.write_text("\n".join(companies) + "\n")
     out = tmp_path / "out.jsonl"
