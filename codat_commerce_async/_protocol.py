@@ -120,7 +120,14 @@ def to_utc(value: DateInput, what: str) -> _dt.datetime:
                 f"{what} is a naive datetime; give it a time zone, e.g. "
                 "datetime(..., tzinfo=timezone.utc), or pass a date"
             )
-        return value.astimezone(_dt.timezone.utc)
+        try:
+            return value.astimezone(_dt.timezone.utc)
+        except OverflowError:
+            # 9999-12-31T23:59-01:00 is a valid datetime, but not in UTC (nor in a payload).
+            raise ValueError(
+                f"{what} is not a valid date: {value.isoformat()} falls outside the years "
+                "1 to 9999 in UTC"
+            ) from None
     if isinstance(value, _dt.date):
         return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc)
     raise ValueError(f"{what} must be a datetime, date or ISO-8601 string, got {_preview(value)}")
@@ -128,10 +135,9 @@ def to_utc(value: DateInput, what: str) -> _dt.datetime:
 
 def format_datetime(moment: _dt.datetime) -> str:
     """ISO-8601 in UTC ending in ``Z``, as Codat documents it."""
-    utc = moment.astimezone(_dt.timezone.utc)
-    if utc.microsecond:
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    # isoformat, not strftime: "%Y" drops the leading zeros of years before 1000.
+    return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)

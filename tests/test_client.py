@@ -163,6 +163,35 @@ async def test_bad_dates_and_keys_send_nothing(
     assert codat.requests == []
 
 
+EDGE_OF_THE_CALENDAR = [
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00+03:00",
+    dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(-dt.timedelta(hours=2))),
+    dt.datetime(1, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=3))),
+]
+
+
+@pytest.mark.parametrize("edge", EDGE_OF_THE_CALENDAR, ids=str)
+async def test_dates_outside_utcs_calendar_are_refused_before_sending(
+    client: AsyncSyncClient, codat: ScriptedCodat, edge: object
+) -> None:
+    with pytest.raises(ValueError, match="sync_to is not a valid date"):
+        await client.sync.request_sync(COMPANY, sync_to=edge)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finish is not a valid date"):
+        await client.sync.request_sync_for_date_range(
+            COMPANY,
+            start="2024-01-01",
+            finish=edge,  # type: ignore[arg-type]
+        )
+    with pytest.raises(ValueError, match="start is not a valid date"):
+        await client.sync.request_sync_for_date_range(
+            COMPANY,
+            start=edge,  # type: ignore[arg-type]
+            finish="2024-01-01",
+        )
+    assert codat.requests == []
+
+
 # -- errors ------------------------------------------------------------------
 
 

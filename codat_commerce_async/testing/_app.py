@@ -829,9 +829,7 @@ def _parse_body(
         parsed = json.loads(body)
     except (ValueError, RecursionError) as exc:
         return None, [ValidationItem("$", f"The request body is not valid JSON: {exc}", "Json")]
-    if parsed is None:
-        return None, [_required("dateRange")] if required else []
-    if not isinstance(parsed, dict):
+    if not isinstance(parsed, dict):  # null too: the spec's bodies are non-nullable objects
         return None, [_wrong_type("$", "a JSON object")]
     return parsed, []
 

@@ -167,7 +167,10 @@ def parse_timestamp(value: str) -> datetime | None:
         )
     except ValueError:
         return None
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
+        return None
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -79,7 +79,6 @@ async def test_request_sync_returns_a_started_summary(fake, http, company):
     [
         (None, "2026-04-15T12:00:00Z"),
         (b"", "2026-04-15T12:00:00Z"),
-        (b"null", "2026-04-15T12:00:00Z"),
         (b'{"syncTo": null}', "2026-04-15T12:00:00Z"),
         (b'{"syncTo": "2026-04-01T00:00:00Z"}', "2026-04-01T00:00:00Z"),
         (b'{"syncTo": "2026-04-01T01:30:00+01:30"}', "2026-04-01T00:00:00Z"),
@@ -144,6 +143,9 @@ async def test_equal_start_and_finish_is_accepted(http, company):
         ("latest", b"{", [("$", "Json")]),
         ("latest", b"\xff\xfe", [("$", "Json")]),
         ("latest", b"[]", [("$", "Type")]),
+        ("latest", b"null", [("$", "Type")]),  # SyncToLatestArgs is an object, not nullable
+        ("latest", b'{"syncTo": "9999-12-31T23:59:59-01:00"}', [("syncTo", "DateTime")]),
+        ("latest", b'{"syncTo": "0001-01-01T00:00:00+03:00"}', [("syncTo", "DateTime")]),
         ("latest", b'"2026-01-01"', [("$", "Type")]),
         ("latest", b'{"syncTo": 5}', [("syncTo", "Type")]),
         ("latest", b'{"syncTo": "yesterday"}', [("syncTo", "DateTime")]),
@@ -151,6 +153,13 @@ async def test_equal_start_and_finish_is_accepted(http, company):
         ("historic", None, [("dateRange", "Required")]),
         ("historic", b"{}", [("dateRange", "Required")]),
         ("historic", b"not json", [("$", "Json")]),
+        ("historic", b"null", [("$", "Type")]),
+        (
+            "historic",
+            b'{"dateRange": {"start": "0001-01-01T00:00:00+03:00", '
+            b'"finish": "9999-12-31T23:59:59-01:00"}}',
+            [("dateRange.start", "DateTime"), ("dateRange.finish", "DateTime")],
+        ),
         ("historic", b'{"dateRange": null}', [("dateRange", "Required")]),
         ("historic", b'{"dateRange": "2026"}', [("dateRange", "Type")]),
         (

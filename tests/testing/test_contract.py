@@ -235,6 +235,12 @@ CASES: dict[str, tuple[Case, int, bool]] = {
     "request-sync 200 syncTo before last sync": (_sync_to_before_last, 200, True),
     "request-sync 400 bad json": (_body(b"{", latest), 400, False),
     "request-sync 400 bad syncTo": (_body(b'{"syncTo": 12}', latest), 400, False),
+    "request-sync 400 null body": (_body(b"null", latest), 400, False),
+    "request-sync 400 syncTo past year 9999 in UTC": (
+        _body(b'{"syncTo": "9999-12-31T23:59:59-01:00"}', latest),
+        400,
+        True,  # a valid date-time string; only its UTC form overflows
+    ),
     "request-sync-for-date-range 400 missing": (_body(b"{}", historic), 400, False),
     "request-sync-for-date-range 400 order": (
         _body(b'{"dateRange": {"start": "2026-02-01", "finish": "2026-01-01"}}', historic),
