@@ -188,9 +188,18 @@ def is_loopback_host(host: str) -> bool:
 
 
 def validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Check extra headers: token names, no CR/LF/NUL, not one of ours."""
+    """Check extra headers: a mapping, token names, values of visible ASCII with no
+    surrounding whitespace, not one of ours."""
     if headers is None:
         return {}
+    if not isinstance(headers, Mapping):
+        # A list of pairs (which httpx takes, to repeat a name) is refused rather than
+        # guessed at: these headers replace the client's by name, so a repeated name
+        # has no meaning here.
+        raise ConfigurationError(
+            "default_headers / extra_headers must be a mapping of header name to value "
+            f"(a dict), got {type(headers).__name__}; for (name, value) pairs pass dict(pairs)"
+        )
     clean: dict[str, str] = {}
     for name, value in headers.items():
         if not isinstance(name, str) or not name or not set(name) <= _TOKEN_CHARS:
@@ -201,6 +210,12 @@ def validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             raise ConfigurationError(f"header {name!r} must have a string value")
         if _has_control_chars(value) or not _is_visible_ascii(value):
             raise ConfigurationError(f"header {name!r} contains control or non-ASCII characters")
+        if value != value.strip(" "):
+            # h11 refuses such a value once a connection is open, aiohttp sends it: refuse
+            # it here, before any I/O, on every transport.
+            raise ConfigurationError(
+                f"header {name!r} has leading or trailing whitespace (value not shown)"
+            )
         clean[name] = value
     return clean
 

@@ -168,8 +168,25 @@ async def test_bulk_runs_send_extra_headers(fake: FakeCodat) -> None:
         {"X-Bad": "caf\u00e9"},
         {"bad name": "x"},
         {"X-Number": 1},
+        {"X-Pad": " leading"},
+        {"X-Pad": "trailing "},
+        {"X-Pad": " "},
+        [("X-Job", "7")],
+        "X-Job: 7",
     ],
-    ids=["authorization", "idempotency-key", "crlf", "non-ascii", "name", "not-a-string"],
+    ids=[
+        "authorization",
+        "idempotency-key",
+        "crlf",
+        "non-ascii",
+        "name",
+        "not-a-string",
+        "leading-space",
+        "trailing-space",
+        "only-space",
+        "list-of-pairs",
+        "a-string",
+    ],
 )
 async def test_bad_headers_are_refused_before_any_io(fake: FakeCodat, headers: dict) -> None:
     company = str(uuid.uuid4())
@@ -185,6 +202,24 @@ async def test_bad_headers_are_refused_before_any_io(fake: FakeCodat, headers: d
     with pytest.raises(ConfigurationError):
         client_on(fake, default_headers=headers)  # the constructor's rule, the same
     assert fake.requests == ()
+
+
+async def test_a_list_of_pairs_is_refused_with_the_fix(fake: FakeCodat) -> None:
+    # httpx takes pairs to repeat a name; here headers replace the client's by name,
+    # so the SDK asks for a dict instead of guessing what a repeat would mean.
+    async with client_on(fake) as client:
+        with pytest.raises(ConfigurationError, match=r"dict\(pairs\)"):
+            await client.sync.request_sync(str(uuid.uuid4()), extra_headers=[("X-Job", "7")])
+        await client.sync.request_sync(str(uuid.uuid4()), extra_headers=dict([("X-Job", "7")]))
+    (sent,) = fake.requests
+    assert sent.header("x-job") == "7"
+
+
+async def test_inner_whitespace_and_empty_values_are_sent(fake: FakeCodat) -> None:
+    async with client_on(fake, default_headers={"X-Note": "two words", "X-Empty": ""}) as client:
+        await client.sync.request_sync(str(uuid.uuid4()))
+    (sent,) = fake.requests
+    assert (sent.header("x-note"), sent.header("x-empty")) == ("two words", "")
 
 
 def test_blocking_with_options_default_headers(fake: FakeCodat) -> None:
