@@ -1,23 +1,35 @@
 """Codat's limits shared by every process pointed at one Redis (the ``redis`` extra).
 
-Keys (``prefix`` names one Codat account, ``egress_key`` one public IP address)::
+Keys (``P`` is ``prefix``, one Codat account; ``E`` is ``egress_key``, one public IP
+address; ``C`` a company's canonical UUID)::
 
-    {prefix}:rate:{egress_key}         GCRA "theoretical arrival time", microseconds
-    {prefix}:gate:{egress_key}         429 gate: closed until this time, microseconds
-    {prefix}:quota                     hash: remaining, limit, reset (ms) of the daily quota
-    {prefix}:trigger:{company}         one trigger in flight: a lease (token, TTL)
-    {prefix}:requests:{company}        requests in flight: sorted set token -> expiry (ms)
+    {P}:rate:E          GCRA "theoretical arrival time", microseconds
+    {P}:gate:E          429 gate: closed until this time, microseconds
+    {P}:quota           hash: remaining, limit, reset (ms) of the daily quota
+    {P}:trigger:C       one trigger in flight: a lease (token, TTL)
+    {P}:requests:C      requests in flight: sorted set token -> expiry (ms)
+    {P}:probe           written by ping() to check that Redis takes writes
+
+The braces are literal: ``{P}`` is a Redis Cluster hash tag, so every key of one account
+lives in one hash slot and any script may touch any of them. The scheme is injective:
+``P`` cannot contain ``{`` or ``}`` (validation; :func:`_tag` escapes them regardless),
+so the first ``}`` ends it; the kind after it is a fixed word without ``:``; ``E`` or
+``C`` is the whole rest of the key. ``:`` in ``prefix`` or ``egress_key`` cannot make two
+accounts share a key.
 
 Every decision runs in one Lua script timed by Redis's ``TIME``: workers send durations,
 never instants, so their clocks may disagree freely. Leases carry a TTL and are
 refreshed while held, so a worker killed with SIGKILL frees them within ``lease_ttl``.
 
-Failure modes (docs/scaling.md): Redis unreachable at the first use raises
-:class:`LimitsUnavailableError` before anything is sent; unreachable later, the limits
-fall back to in-process ones (at ``fallback_requests_per_minute``) with a warning, and
-Redis is probed again every ``probe_interval`` seconds. A restarted Redis has lost its
-state; the scripts start again from nothing (an empty rate key admits one request at
-once, leases held before are gone, and the idempotency keys keep triggers safe).
+Failure modes (docs/scaling.md): a Redis that does not take a first write (unreachable,
+a wrong password, a read-only replica, out of memory) raises
+:class:`LimitsUnavailableError` before anything is sent; any Redis error later falls back
+to in-process limits (at ``fallback_requests_per_minute``) with one warning, and every
+``probe_interval`` seconds a write probes Redis again (only a write it takes ends the
+fallback: a read-only or full Redis still answers reads and most scripts). A restarted
+Redis has lost its state; the scripts start again from nothing (an empty rate key admits
+one request at once, leases held before are gone, and the idempotency keys keep triggers
+safe).
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ import sniffio
 
 from ._exceptions import ConfigurationError, LimitsUnavailableError
 from ._local_limits import LocalLimits
+from ._protocol import _preview
 from ._quota import (
     DEFAULT_QUOTA_RESERVE,
     SAME_PERIOD,
@@ -183,10 +196,12 @@ return {tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3]), now, tonumber(cur[
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    # Every redis-py error, not only the connection ones: a read-only replica
+    # (ReadOnlyError), maxmemory with noeviction (OutOfMemoryError) or a key of the
+    # wrong type are a Redis that cannot keep the limits, like an unreachable one.
+    from redis.exceptions import RedisError
 
-    return (RedisConnectionError, RedisTimeoutError, OSError)
+    return (RedisError, OSError)
 
 
 def _from_ms(ms: int) -> _dt.datetime:
@@ -221,10 +236,35 @@ async def _no() -> bool:
 
 def _name(what: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
+        length = f", {len(value):,} characters" if isinstance(value, str) else ""
         raise ConfigurationError(
-            f"{what} must be 1-200 characters of letters, digits and . _ : - (got {value!r})"
+            f"{what} must be 1-200 characters of letters, digits and . _ : - "
+            f"(got {_preview(value)}{length})"
         )
     return value
+
+
+def _tag(prefix: str) -> str:
+    """The hash tag of one account's keys: ``{prefix}``, with ``%``, ``{`` and ``}``
+    percent-escaped (validation already refuses them) so the tag always ends at its own
+    ``}`` and two prefixes never share one."""
+    escaped = prefix.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return "{" + escaped + "}"
+
+
+def _url_client(factory: type[Redis], url: object) -> Redis | None:
+    """A client for ``url``, or None when redis-py cannot parse it. Nothing of the
+    parser's error is kept: it may quote the password (``Port could not be cast``)."""
+    try:
+        # Short socket timeouts: a hung Redis must not hang Codat calls behind it.
+        client: Redis = factory.from_url(
+            url,  # type: ignore[arg-type]
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+        )
+    except Exception:
+        return None
+    return client
 
 
 class RedisLimits:
@@ -298,15 +338,19 @@ class RedisLimits:
         self.fallback_requests_per_minute = fallback if fallback is not None else rate / 4
         self.probe_interval = float(probe_interval)
         if redis is None:
-            assert url is not None
-            try:
-                # Short socket timeouts: a hung Redis must not hang Codat calls behind it.
-                redis = _Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-            except (ValueError, TypeError, AttributeError):
-                # Not echoed: a Redis URL may carry a password.
+            redis = _url_client(_Redis, url)
+            has_password = isinstance(url, str) and "@" in url
+            del url  # may carry a password: not in a traceback rendered with locals
+            if redis is None:
+                # Raised outside any except block: no __context__ to quote the URL.
+                hint = (
+                    "; percent-encode / # ? @ : in the password (urllib.parse.quote(pw, safe=''))"
+                    if has_password
+                    else ""
+                )
                 raise ConfigurationError(
-                    "url must be a redis://, rediss:// or unix:// URL (value not shown)"
-                ) from None
+                    f"url must be a redis://, rediss:// or unix:// URL (value not shown){hint}"
+                )
             self._owns_redis = True
         elif not isinstance(redis, _Redis):
             raise ConfigurationError("redis= must be a redis.asyncio.Redis client")
@@ -315,9 +359,10 @@ class RedisLimits:
         self.redis = redis
         self._interval_us = 60_000_000.0 / rate
         self._tolerance_us = self._interval_us * (burst - 1)
-        self._rate_key = f"{prefix}:rate:{egress_key}"
-        self._gate_key = f"{prefix}:gate:{egress_key}"
-        self._quota_key = f"{prefix}:quota"
+        self._tag = _tag(prefix)
+        self._rate_key = f"{self._tag}:rate:{egress_key}"
+        self._gate_key = f"{self._tag}:gate:{egress_key}"
+        self._quota_key = f"{self._tag}:quota"
         self._acquire = redis.register_script(_ACQUIRE)
         self._close_gate = redis.register_script(_CLOSE_GATE)
         self._gate_left = redis.register_script(_GATE_LEFT)
@@ -355,46 +400,61 @@ class RedisLimits:
     ) -> T:
         """Run ``shared`` on Redis, or ``local`` while Redis is down (see the module doc)."""
         refuse_non_asyncio()
-        if self._down_since is not None and time.monotonic() < self._retry_at:
-            return await local()
-        try:
-            result = await shared()
-        except _redis_errors() as exc:
-            if not self._reached:
-                raise LimitsUnavailableError(
-                    f"cannot reach Redis for the shared Codat limits ({type(exc).__name__}: "
-                    f"{exc}); nothing was sent"
-                ) from None
-            if self._down_since is None:
-                logger.warning(
-                    "Redis unreachable (%s: %s): using in-process limits at %g requests a "
-                    "minute until it is back",
-                    type(exc).__name__,
-                    exc,
-                    self.fallback_requests_per_minute,
-                )
-                self._down_since = time.monotonic()
-            self._retry_at = time.monotonic() + self.probe_interval
-            return await local()
-        self._reached = True
         if self._down_since is not None:
+            if time.monotonic() < self._retry_at or await self._probe() is not None:
+                self._retry_at = max(self._retry_at, time.monotonic() + self.probe_interval)
+                return await local()
             logger.warning(
-                "Redis reachable again after %.1f s: shared limits restored",
+                "Redis takes writes again after %.1f s: shared limits restored",
                 time.monotonic() - self._down_since,
             )
             self._down_since = None
-        return result
+        elif not self._reached:
+            failure = await self._probe()
+            if failure is not None:
+                # Raised outside any except block: the redis-py error (whose frames hold
+                # the connection's settings, password included) is chained to nothing.
+                raise LimitsUnavailableError(
+                    f"cannot use Redis for the shared Codat limits ({failure}); nothing was sent"
+                )
+            self._reached = True
+        try:
+            return await shared()
+        except _redis_errors() as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        if self._down_since is None:
+            logger.warning(
+                "Redis unavailable (%s): using in-process limits at %g requests a minute "
+                "until it takes writes again",
+                failure,
+                self.fallback_requests_per_minute,
+            )
+            self._down_since = time.monotonic()
+        self._retry_at = time.monotonic() + self.probe_interval
+        return await local()
+
+    async def _probe(self) -> str | None:
+        """Write a short-lived key: None if Redis took it, else what went wrong. A script
+        succeeding proves little (most write only sometimes), and a read-only replica or
+        a Redis at ``maxmemory`` still answers reads."""
+        try:
+            await self.redis.set(f"{self._tag}:probe", "1", px=60_000)
+        except _redis_errors() as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     async def ping(self) -> None:
-        """Check Redis now (raises :class:`LimitsUnavailableError` if never reached)."""
+        """Check now that Redis takes writes (a read-only replica or a full Redis does
+        not). Raises :class:`LimitsUnavailableError` if it never has; later, a failure
+        starts the in-process fallback, as any Redis error does."""
 
-        async def ping() -> None:
-            await self.redis.ping()
+        async def probe() -> None:
+            await self.redis.set(f"{self._tag}:probe", "1", px=60_000)
 
         async def nothing() -> None:
             return None
 
-        await self._shared(ping, nothing)
+        await self._shared(probe, nothing)
 
     # -- the operations the client uses ---------------------------------------------------
 
@@ -464,7 +524,7 @@ class RedisLimits:
     async def take_company_slot(self, company_id: str) -> Callable[[], Awaitable[None]]:
         """Take a request slot of a company; returns the coroutine function that gives
         it back (for callers that release in a plain ``finally``)."""
-        key = f"{self.prefix}:requests:{company_id}"
+        key = f"{self._tag}:requests:{company_id}"
         token = uuid.uuid4().hex
         ttl_ms = int(self.lease_ttl * 1000)
 
@@ -481,7 +541,7 @@ class RedisLimits:
     @contextlib.asynccontextmanager
     async def trigger_lease(self, company_id: str) -> AsyncIterator[None]:
         """Be the only process triggering this company until the block ends."""
-        key = f"{self.prefix}:trigger:{company_id}"
+        key = f"{self._tag}:trigger:{company_id}"
         token = uuid.uuid4().hex
         ttl_ms = int(self.lease_ttl * 1000)
 

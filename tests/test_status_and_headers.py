@@ -210,7 +210,7 @@ async def test_a_list_of_pairs_is_refused_with_the_fix(fake: FakeCodat) -> None:
     async with client_on(fake) as client:
         with pytest.raises(ConfigurationError, match=r"dict\(pairs\)"):
             await client.sync.request_sync(str(uuid.uuid4()), extra_headers=[("X-Job", "7")])
-        await client.sync.request_sync(str(uuid.uuid4()), extra_headers=dict([("X-Job", "7")]))
+        await client.sync.request_sync(str(uuid.uuid4()), extra_headers={"X-Job": "7"})
     (sent,) = fake.requests
     assert sent.header("x-job") == "7"
 

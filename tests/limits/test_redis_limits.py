@@ -193,7 +193,7 @@ async def test_a_sigkilled_workers_leases_expire(redis_url, prefix, redis):
         line = await anyio.to_thread.run_sync(worker.stdout.readline)
         assert line.strip() == "holding"
         survivor = limits(redis_url, prefix, lease_ttl=3.0, per_company_concurrency=1)
-        assert await redis.exists(f"{prefix}:trigger:{COMPANY}") == 1  # the worker's lease
+        assert await redis.exists(f"{{{prefix}}}:trigger:{COMPANY}") == 1  # the worker's lease
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
         with anyio.fail_after(60):  # the lease expires within lease_ttl; no speed asserted
@@ -211,8 +211,8 @@ async def test_a_sigkilled_workers_leases_expire(redis_url, prefix, redis):
 
 async def test_leases_are_refreshed_while_held(redis_url, prefix, redis):
     holder = limits(redis_url, prefix, lease_ttl=30.0)
-    lease = f"{prefix}:trigger:{COMPANY}"
-    slots = f"{prefix}:requests:{COMPANY}"
+    lease = f"{{{prefix}}}:trigger:{COMPANY}"
+    slots = f"{{{prefix}}}:requests:{COMPANY}"
     async with holder.trigger_lease(COMPANY), holder.company_slot(COMPANY):
         await redis.pexpire(lease, 500)  # as if 29.5 s had passed without a refresh
         await redis.pexpire(slots, 500)
@@ -226,7 +226,7 @@ async def test_leases_are_refreshed_while_held(redis_url, prefix, redis):
 
 async def test_the_refresh_runs_by_itself(redis_url, prefix, redis):
     holder = limits(redis_url, prefix, lease_ttl=6.0)  # refreshed every 2 s
-    lease = f"{prefix}:trigger:{COMPANY}"
+    lease = f"{{{prefix}}}:trigger:{COMPANY}"
     async with holder.trigger_lease(COMPANY):
         await redis.pexpire(lease, 100_000)  # longer than a refresh sets: it will shrink
         with anyio.fail_after(60):  # a guard, not a speed assertion
@@ -237,7 +237,7 @@ async def test_the_refresh_runs_by_itself(redis_url, prefix, redis):
 
 async def test_a_lease_taken_over_is_not_refreshed_or_released(redis_url, prefix, redis):
     holder = limits(redis_url, prefix)
-    lease = f"{prefix}:trigger:{COMPANY}"
+    lease = f"{{{prefix}}}:trigger:{COMPANY}"
     async with holder.trigger_lease(COMPANY):
         await redis.set(lease, "someone-else", px=60_000)  # expired and taken meanwhile
         assert await holder.refresh_leases() == 0
@@ -360,6 +360,48 @@ def test_a_bad_url_is_refused_without_echoing_it(url):
     with pytest.raises(ConfigurationError, match="value not shown") as caught:
         RedisLimits(url, egress_key="nat-1")
     assert "hunter2" not in str(caught.value)
+
+
+def _frames_outside_this_file(exc: BaseException) -> str:
+    """The local variables of every frame the error went through, but the test's own."""
+    import traceback
+
+    return "\n".join(
+        repr(frame.f_locals)
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+        if frame.f_code.co_filename != __file__
+    )
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+@pytest.mark.parametrize("delimiter", ["/", "#", "?"])
+def test_a_password_that_breaks_the_url_is_nowhere_in_the_error(delimiter):
+    # The parser stops at the delimiter and its message quotes what came before it.
+    head, tail = "hunter2head", "tail7"
+    with pytest.raises(ConfigurationError, match="percent-encode") as caught:
+        RedisLimits(f"redis://:{head}{delimiter}{tail}@cache:6379/0", egress_key="nat-1")
+    (only,) = _chain(caught.value)  # no __cause__, no __context__
+    for text in (str(only), repr(only), _frames_outside_this_file(only)):
+        assert head not in text and tail not in text
+
+
+async def test_a_wrong_password_is_nowhere_in_the_error_or_its_frames(redis_url, prefix):
+    secret = "hunter2-wrong-password"
+    address = redis_url.split("//", 1)[1]
+    shared = limits(f"redis://:{secret}@{address}", prefix)
+    with pytest.raises(LimitsUnavailableError) as caught:
+        await shared.acquire()
+    await shared.aclose()
+    (only,) = _chain(caught.value)
+    for text in (str(only), repr(only), _frames_outside_this_file(only)):
+        assert secret not in text
 
 
 def test_a_sync_redis_client_is_refused():
