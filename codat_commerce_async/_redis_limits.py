@@ -401,14 +401,20 @@ class RedisLimits:
         """Run ``shared`` on Redis, or ``local`` while Redis is down (see the module doc)."""
         refuse_non_asyncio()
         if self._down_since is not None:
-            if time.monotonic() < self._retry_at or await self._probe() is not None:
-                self._retry_at = max(self._retry_at, time.monotonic() + self.probe_interval)
+            if time.monotonic() < self._retry_at:
                 return await local()
-            logger.warning(
-                "Redis takes writes again after %.1f s: shared limits restored",
-                time.monotonic() - self._down_since,
-            )
-            self._down_since = None
+            # One caller probes; the others stay in-process until it has an answer.
+            self._retry_at = time.monotonic() + self.probe_interval
+            if await self._probe() is not None:
+                self._retry_at = time.monotonic() + self.probe_interval
+                return await local()
+            down_since = self._down_since
+            if down_since is not None:  # None: another caller's probe got there first
+                logger.warning(
+                    "Redis takes writes again after %.1f s: shared limits restored",
+                    time.monotonic() - down_since,
+                )
+                self._down_since = None
         elif not self._reached:
             failure = await self._probe()
             if failure is not None:

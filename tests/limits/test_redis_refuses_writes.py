@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 
+import anyio
 import pytest
 
 from codat_commerce_async import (
@@ -54,6 +55,12 @@ def out_of_memory(server: RedisProcess, _master: RedisProcess) -> None:
 def read_only_replica(server: RedisProcess, master: RedisProcess) -> None:
     with _admin(server) as admin:
         admin.replicaof("127.0.0.1", master.port)  # replica-read-only: the default
+
+
+def takes_writes_again(server: RedisProcess) -> None:
+    with _admin(server) as admin:
+        admin.config_set("maxmemory", 0)
+        admin.replicaof("NO", "ONE")
 
 
 REFUSALS = {"oom": out_of_memory, "read-only-replica": read_only_replica}
@@ -109,16 +116,24 @@ async def test_a_redis_refusing_writes_mid_run_loses_nothing(
             await limits.close_gate(0)
             assert (await limits.quota_decision()).action == "go"
             await limits.ping()
+            assert limits.degraded
+            warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+            # Back to shared limits once Redis takes a write again, said once more.
+            takes_writes_again(redis_process)
+            await anyio.sleep(0.01)  # past probe_interval
+            assert await limits.acquire(max_wait=0)
+            assert not limits.degraded
+            await client.sync.request_sync(str(uuid.uuid4()))
         await limits.aclose()
 
     assert [o.error for o in outcomes if not o.ok] == []
     assert sorted(o.company_id for o in outcomes) == sorted(companies)
     for company in [*companies, late]:
         assert fake.syncs_started(company) == 1
-    assert limits.degraded
-    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER]
     assert len(warnings) == 1, warnings
     assert "in-process limits" in warnings[0]
+    restored = [r.getMessage() for r in caplog.records if r.name == LOGGER][1:]
+    assert len(restored) == 1 and "restored" in restored[0], restored
 
 
 @pytest.mark.parametrize("refusal", list(REFUSALS))
