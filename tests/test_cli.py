@@ -211,6 +211,14 @@ def test_wait_timeout_is_one_line_and_non_zero(
         (["sync", "range", "{company}", "--start", "2024-01-01", "--finish", "x"], "--finish "),
         (["sync", "request", "{company}", "--to", "yesterday"], "--to is not an ISO-8601"),
         (["sync", "request", "{company}", "--to", "2024-01-01T00:00"], "--to is a naive"),
+        (["sync", "request", "{company}", "--to", "9999-12-31T23:59:59-01:00"], "--to is not a"),
+        (
+            [
+                *["sync", "range", "{company}"],
+                *["--start", "0001-01-01T00:00+03:00", "--finish", "2024-01-01"],
+            ],
+            "--start is not a valid date",
+        ),
         (["sync", "request", "{company}", "--idempotency-key", "k1"], "--idempotency-key must"),
         (["sync", "bulk", "ids.txt", "-o", "out.jsonl", "--to", "bad"], "--to is not"),
         (["sync", "company-status", "acme"], "COMPANY_ID must be a GUID"),
