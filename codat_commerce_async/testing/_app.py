@@ -641,13 +641,15 @@ class FakeCodat:
             else format_timestamp(self._wall_origin - _CONFIG_START_BEFORE)
         )
         window_start = parse_timestamp(start)
-        if sync_to is not None and window_start is not None and sync_to < window_start:
+        until = sync_to or self._to_wall(now)
+        if window_start is not None and until < window_start:
             # The spec: a sync runs "from the last successful sync up to syncTo"; re-syncing
             # an earlier period is the historic endpoint's job. Codat does not say what a
-            # syncTo before that start does; the fake infers an empty window at the start
-            # (nothing new to sync) and never reports start after finish. See docs/testing.md.
-            sync_to = window_start
-        finish = format_timestamp(sync_to or self._to_wall(now))
+            # syncTo before that start does (or "now" before it, after a sync up to a
+            # future syncTo); the fake infers an empty window at the start (nothing new to
+            # sync) and never reports start after finish. See docs/testing.md.
+            until = window_start
+        finish = format_timestamp(until)
         return self._start(ex, company_id, "request-sync", start, finish, now)
 
     def _request_sync_for_date_range(self, ex: _Exchange, company_id: str) -> Response:

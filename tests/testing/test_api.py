@@ -108,6 +108,14 @@ async def test_next_latest_sync_starts_where_the_last_success_ended(fake, http, 
     assert second["dataConnections"][0]["lastSync"] == "2026-04-15T12:00:00Z"
 
 
+async def test_a_sync_after_one_up_to_the_calendars_end_has_an_empty_window(http, company):
+    end = "9999-12-31T23:59:59.999999Z"
+    first = await http.post(latest(company), json={"syncTo": end})
+    assert first.json()["syncDateRangeUtc"] == {"start": "2026-03-16T12:00:00Z", "finish": end}
+    second = await http.post(latest(company))  # "now" is before the last sync's end
+    assert second.json()["syncDateRangeUtc"] == {"start": end, "finish": end}
+
+
 async def test_request_sync_for_date_range(fake, http, company):
     response = await http.post(
         historic(company),
