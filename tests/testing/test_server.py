@@ -84,6 +84,20 @@ async def test_async_context_manager_and_socket_drop(company):
     assert server_threads() == []
 
 
+def test_dates_past_utcs_calendar_get_codats_400_over_the_socket(company):
+    fake = FakeCodat()
+    with (
+        FakeCodatServer(fake) as server,
+        httpx.Client(base_url=server.base_url, headers={"Authorization": fake.auth_header}) as http,
+    ):
+        response = http.post(latest(company), json={"syncTo": "9999-12-31T23:59:59-01:00"})
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+    (item,) = response.json()["validation"]["errors"]
+    assert item["itemId"] == "syncTo"
+    assert fake.syncs_started() == 0
+
+
 def test_edge_drop_and_errors_over_the_socket(company):
     fake = FakeCodat()
     fake.faults.script(Fault.drop(stage="edge"), Fault.edge(502), Fault.fail_after_sync(503))
