@@ -444,23 +444,23 @@ class RedisLimits:
         succeeding proves little (most write only sometimes), and a read-only replica or
         a Redis at ``maxmemory`` still answers reads."""
         try:
-            await self.redis.set(f"{self._tag}:probe", "1", px=60_000)
+            await self._write_probe()
         except _redis_errors() as exc:
             return f"{type(exc).__name__}: {exc}"
         return None
+
+    async def _write_probe(self) -> None:
+        await self.redis.set(f"{self._tag}:probe", "1", px=60_000)
 
     async def ping(self) -> None:
         """Check now that Redis takes writes (a read-only replica or a full Redis does
         not). Raises :class:`LimitsUnavailableError` if it never has; later, a failure
         starts the in-process fallback, as any Redis error does."""
 
-        async def probe() -> None:
-            await self.redis.set(f"{self._tag}:probe", "1", px=60_000)
-
         async def nothing() -> None:
             return None
 
-        await self._shared(probe, nothing)
+        await self._shared(self._write_probe, nothing)
 
     # -- the operations the client uses ---------------------------------------------------
 
