@@ -5,7 +5,7 @@ CodatError
 ├── ConfigurationError            bad client settings (also a ValueError)
 ├── SyncWaitTimeoutError          a sync still running when ``wait_for_sync`` gave up
 ├── DailyQuotaExhaustedError      a bulk run stopped starting triggers: the daily quota is low
-├── LimitsUnavailableError        the shared limits store (Redis) cannot be reached at start
+├── LimitsUnavailableError        the shared limits store (Redis) cannot be used at start
 ├── WebhookError                  a webhook body that is not a Codat event
 │   └── WebhookVerificationError  bad signature, timestamp, headers or secret
 └── APIError                      something went wrong talking to Codat
@@ -190,11 +190,13 @@ class DailyQuotaExhaustedError(CodatError):
 
 
 class LimitsUnavailableError(CodatError):
-    """The shared limits store (Redis) could not be reached when the client started.
+    """The shared limits store (Redis) could not be used when the client started:
+    unreachable, a wrong password, or refusing writes (a read-only replica, ``maxmemory``).
 
     Raised before any request is sent, so a misconfigured fleet fails fast instead of
-    every process assuming it owns the whole rate. (Once it has been reached, a later
-    outage falls back to in-process limits with a warning.)
+    every process assuming it owns the whole rate. (Once Redis has taken a write, any
+    later Redis error falls back to in-process limits with a warning.) Chains nothing:
+    redis-py's error would carry the connection's settings.
     """
 
 
