@@ -353,3 +353,25 @@ def test_wait_codat_and_stop_codat_work_in_tenacitys_own_controller() -> None:
     assert retrying(flaky) == "ok"
     assert len(slept) == 2
     assert all(0 <= s <= 0.02 for s in slept)
+
+
+async def test_a_call_takes_its_own_policy_of_strategies() -> None:
+    codat = ScriptedCodat().then(reply(503), reply(200), reply(503), reply(200))
+    clock = ManualClock(1000.0)
+    async with client_for(codat, clock, RetryPolicy(wait=wait_fixed(3))) as client:
+        await client.sync.request_sync(COMPANY, retry_policy=RetryPolicy(wait=wait_fixed(0.75)))
+        await client.sync.get_latest_sync(COMPANY)  # the client's policy again
+    assert clock.sleeps == [0.75, 3.0]
+
+
+def test_a_blocking_call_takes_its_own_policy_of_strategies() -> None:
+    codat = ScriptedCodat().then(reply(503), reply(503), reply(200))
+    clock = ManualClock(1000.0)
+    with SyncClient(
+        api_key=CANARY_KEY, base_url=BASE_URL, transport=httpx.MockTransport(codat), clock=clock
+    ) as client:
+        with pytest.raises(InternalServerError):
+            client.sync.request_sync(
+                COMPANY, retry_policy=RetryPolicy(wait=wait_none(), stop=stop_after_attempt(2))
+            )
+    assert clock.sleeps == [0.0]
