@@ -375,3 +375,47 @@ def test_a_blocking_call_takes_its_own_policy_of_strategies() -> None:
                 COMPANY, retry_policy=RetryPolicy(wait=wait_none(), stop=stop_after_attempt(2))
             )
     assert clock.sleeps == [0.0]
+
+
+def test_the_readmes_tenacity_policy_runs_as_printed() -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from codat_commerce_async.testing import Fault, FakeCodat, FakeCodatServer
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    section = readme.read_text(encoding="utf-8").split(
+        "### Your own retry policy, in tenacity's words\n", 1
+    )[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    fake = FakeCodat(api_key="YOUR_API_KEY")
+    fake.faults.script(Fault.drop())  # the sync starts, the answer is lost: retried, same key
+    with FakeCodatServer(fake) as server:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CODAT_")},
+            "CODAT_BASE_URL": server.base_url,
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", match.group(1)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Started"
+    assert re.search(
+        rf"INFO:my_app:Retrying POST /companies/{COMPANY}/sync/commerce/latest in [0-9.]+ seconds"
+        r" as it raised APIConnectionError",
+        done.stderr,
+    ), done.stderr
+    key = fake.requests[0].idempotency_key
+    assert key is not None
+    assert key not in done.stderr
+    assert "YOUR_API_KEY" not in done.stderr
+    assert fake.syncs_started(COMPANY) == 1
+    assert [r.idempotency_key for r in fake.requests] == [key, key]
