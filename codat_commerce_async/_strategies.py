@@ -63,6 +63,7 @@ class CodatRetryCallState(tenacity.RetryCallState):
         name = _CallName(call.op.method, call.op.path)
         super().__init__(retry_object=cast(Any, name), fn=cast(Any, name), args=(), kwargs={})
         self.start_time = call.started
+        self.upcoming_sleep = 0.0  # tenacity >= 8.3 sets it too; older ones lack it
         self._codat_call = call
 
     async def decide(self, exc: APIError) -> float | None:
@@ -143,6 +144,11 @@ def _call_of(retry_state: tenacity.RetryCallState) -> Call[Any] | None:
     return None
 
 
+def _upcoming_sleep(retry_state: tenacity.RetryCallState) -> float:
+    # tenacity < 8.3 has no upcoming_sleep: the wait is then unknown to a stop.
+    return float(getattr(retry_state, "upcoming_sleep", 0.0))
+
+
 def _error_of(retry_state: tenacity.RetryCallState) -> BaseException | None:
     outcome = retry_state.outcome
     return None if outcome is None or not outcome.failed else outcome.exception()
@@ -212,7 +218,7 @@ class stop_codat(stop_base):  # tenacity names its strategies in lower case
                 exc,
                 attempt=retry_state.attempt_number,
                 max_retries=DEFAULT_MAX_RETRIES,
-                wait=retry_state.upcoming_sleep,
+                wait=_upcoming_sleep(retry_state),
                 remaining=None,
                 policy=_DEFAULT_POLICY,
             )
@@ -220,7 +226,7 @@ class stop_codat(stop_base):  # tenacity names its strategies in lower case
             exc,
             attempt=retry_state.attempt_number,
             max_retries=call.settings.max_retries,
-            wait=retry_state.upcoming_sleep,
+            wait=_upcoming_sleep(retry_state),
             remaining=call.remaining(),
             policy=call.settings.retry_policy,
         ):
