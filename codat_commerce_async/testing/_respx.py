@@ -18,11 +18,22 @@ __all__ = ["route_to_fake"]
 
 def route_to_fake(fake: FakeCodat, router: Any, base_url: str = DEFAULT_BASE_URL) -> Any:
     """Add a route to ``router`` (respx's ``respx_mock``, or a ``respx.mock`` router)
-    answering every request under ``base_url`` from ``fake``, in-process; returns it."""
+    answering every request under ``base_url`` from ``fake``, in-process (the path below
+    ``base_url`` is what the fake sees); returns it."""
     url = httpx.URL(base_url)
     transport: httpx.AsyncBaseTransport = fake_transport(fake, "httpx")
 
+    prefix = url.raw_path.rstrip(b"/")
+
     async def side_effect(request: httpx.Request) -> httpx.Response:
+        if prefix:  # the fake serves Codat's paths from its root
+            raw = request.url.raw_path[len(prefix) :]
+            request = httpx.Request(
+                request.method,
+                request.url.copy_with(raw_path=raw),
+                headers=request.headers,
+                content=request.content,
+            )
         # A dropped connection raises httpx.RemoteProtocolError here, as on a socket.
         response = await transport.handle_async_request(request)
         try:
