@@ -191,6 +191,7 @@ async def test_a_permissive_policy_cannot_skip_the_retry_after_cap_or_the_429_ga
     assert seen[1] - seen[0] >= 5
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_coroutine_strategies_are_awaited() -> None:
     calls: list[tuple[str, int]] = []
 
@@ -419,3 +420,10 @@ def test_the_readmes_tenacity_policy_runs_as_printed() -> None:
     assert "YOUR_API_KEY" not in done.stderr
     assert fake.syncs_started(COMPANY) == 1
     assert [r.idempotency_key for r in fake.requests] == [key, key]
+
+
+def test_installing_the_sdk_pulls_tenacity() -> None:
+    from importlib.metadata import requires
+
+    runtime = [r for r in requires("codat-commerce-async") or [] if "extra ==" not in r]
+    assert any(r.replace(" ", "").startswith("tenacity>=") for r in runtime), runtime
