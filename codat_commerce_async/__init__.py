@@ -47,6 +47,7 @@ from ._exceptions import (
     ResponseTooLargeError,
     ResponseValidationError,
     RetryBudgetExhaustedError,
+    RetryPolicyError,
     SyncWaitTimeoutError,
     UnexpectedRedirectError,
     UnprocessableEntityError,
@@ -68,6 +69,7 @@ from ._models import (
 from ._redis_limits import RedisLimits
 from ._response import APIResponse
 from ._retry import RetryBudget, is_retryable, may_resend_with_new_key
+from ._strategies import stop_codat, wait_codat
 from ._types import NOT_GIVEN, NotGiven
 from ._version import __version__
 
@@ -119,6 +121,7 @@ __all__ = [
     "RetryBudget",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
+    "RetryPolicyError",
     "SyncClient",
     "SyncDateRange",
     "SyncState",
@@ -133,4 +136,6 @@ __all__ = [
     "__version__",
     "is_retryable",
     "may_resend_with_new_key",
+    "stop_codat",
+    "wait_codat",
 ]

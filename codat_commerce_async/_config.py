@@ -13,9 +13,9 @@ import os
 import platform
 import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -52,30 +52,74 @@ ENV_API_KEY: Final = "CODAT_API_KEY"
 ENV_BASE_URL: Final = "CODAT_BASE_URL"
 
 
+#: A tenacity strategy: called with a ``tenacity.RetryCallState``; may return an awaitable.
+Strategy = Callable[[Any], Any]
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long to wait between attempts.
+    """How the SDK retries: numbers for its own strategies, or tenacity strategies of yours.
+
+    The numbers (a shorthand for ``wait=wait_codat(...)``):
 
     Attributes:
         backoff_base: the first backoff ceiling in seconds; it doubles per retry.
         backoff_cap: the largest backoff ceiling; waits are drawn from ``U(0, ceiling)``
             ("full jitter").
         max_retry_after: the longest ``Retry-After`` honoured; a longer one (or one past
-            the call's deadline) raises :class:`RateLimitError` at once.
+            the call's deadline) raises :class:`RateLimitError` at once. Always applies.
         retry_after_jitter: the extra random wait added to a ``Retry-After``, as a
             fraction of it (at most 1 s), so clients released together do not stampede.
+
+    The strategies, in tenacity's words (``None``: the SDK's own; the mapping is in
+    docs/retries-and-idempotency.md):
+
+    Attributes:
+        stop: e.g. ``stop_after_attempt(5) | stop_after_delay(30)``; the SDK's
+            :func:`stop_codat` (``max_retries``, the deadline, the ``Retry-After`` cap, the
+            retry budget) applies as well, so yours can only stop sooner.
+        wait: e.g. ``wait_codat() + wait_random(0, 1)``; default :func:`wait_codat`.
+        retry: e.g. ``retry_if_exception_type(RateLimitError)``; asked only about errors
+            the SDK considers safe to retry, so it can only narrow them.
+        before_sleep: e.g. ``before_sleep_log(logger, logging.INFO)``.
+        after: called after each failed attempt that will be retried.
+
+    A strategy may be a coroutine function; it is awaited. One that raises fails the call
+    with :class:`RetryPolicyError`.
     """
 
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
     max_retry_after: float = 60.0
     retry_after_jitter: float = 0.1
+    stop: Strategy | None = None
+    wait: Strategy | None = None
+    retry: Strategy | None = None
+    before_sleep: Strategy | None = None
+    after: Strategy | None = None
 
     def __post_init__(self) -> None:
         for name in ("backoff_base", "backoff_cap", "max_retry_after", "retry_after_jitter"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or value != value:
                 raise ConfigurationError(f"RetryPolicy.{name} must be a number >= 0")
+        for name in ("stop", "wait", "retry", "before_sleep", "after"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise ConfigurationError(
+                    f"RetryPolicy.{name} must be a tenacity strategy (a callable) or None"
+                )
+
+    @property
+    def has_strategies(self) -> bool:
+        """Whether any tenacity strategy was given (else the SDK's own decide alone)."""
+        return not (
+            self.stop is None
+            and self.wait is None
+            and self.retry is None
+            and self.before_sleep is None
+            and self.after is None
+        )
 
 
 def user_agent(library: str, version: str) -> str:

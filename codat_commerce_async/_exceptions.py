@@ -3,6 +3,7 @@
 ```
 CodatError
 ├── ConfigurationError            bad client settings (also a ValueError)
+│   └── RetryPolicyError          a retry strategy of yours raised or answered nonsense
 ├── SyncWaitTimeoutError          a sync still running when ``wait_for_sync`` gave up
 ├── DailyQuotaExhaustedError      a bulk run stopped starting triggers: the daily quota is low
 ├── LimitsUnavailableError        the shared limits store (Redis) cannot be used at start
@@ -39,6 +40,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections.abc import Sequence
+from contextvars import ContextVar
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +71,7 @@ __all__ = [
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryBudgetExhaustedError",
+    "RetryPolicyError",
     "SyncWaitTimeoutError",
     "UnexpectedRedirectError",
     "UnprocessableEntityError",
@@ -83,6 +86,26 @@ class CodatError(Exception):
 
 class ConfigurationError(CodatError, ValueError):
     """The client's settings are missing or invalid (raised at construction)."""
+
+
+class RetryPolicyError(ConfigurationError):
+    """A strategy of the call's ``retry_policy`` raised (``__cause__`` is what it raised)
+    or returned something unusable, so the call failed instead of retrying blindly.
+
+    Attributes:
+        idempotency_key: the key sent with every attempt so far (reuse it to resend).
+        attempts: how many attempts were made.
+    """
+
+    def __init__(self, message: str, *, idempotency_key: str | None, attempts: int) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+        self.attempts = attempts
+
+
+#: True while a user's ``before_sleep``/``after`` callback runs: ``str(error)`` then leaves
+#: the idempotency key out, so a log line built from it (``before_sleep_log``) never has it.
+KEY_HIDDEN: ContextVar[bool] = ContextVar("codat_key_hidden", default=False)
 
 
 class WebhookError(CodatError, ValueError):
@@ -232,7 +255,7 @@ class APIError(CodatError):
 
     def __str__(self) -> str:
         extra = [f"attempts={self.attempts}"]
-        if self.idempotency_key is not None:
+        if self.idempotency_key is not None and not KEY_HIDDEN.get():
             extra.append(f"idempotency_key={self.idempotency_key}")
         return f"{self.message} ({', '.join(extra)})"
 
@@ -416,7 +439,7 @@ class APIStatusError(APIError):
         if self.correlation_id:
             extra.append(f"correlation_id={self.correlation_id}")
         extra.append(f"attempts={self.attempts}")
-        if self.idempotency_key is not None:
+        if self.idempotency_key is not None and not KEY_HIDDEN.get():
             extra.append(f"idempotency_key={self.idempotency_key}")
         return f"{self.message} ({', '.join(extra)})"
 

@@ -15,8 +15,10 @@ Why POSTs are retried at all: every attempt of one call carries the same
 Why a 500 is not: Codat caches and replays it for that key, so a retry cannot help.
 
 :func:`run_with_retries` is the whole loop (a plain loop: see docs/architecture.md
-for why not tenacity). :func:`may_resend_with_new_key` answers the question a caller
-asks after the SDK gave up: may I send this again with a *new* key?
+for why not tenacity's controller); a policy given as tenacity strategies is evaluated by
+it too (see ``_strategies``), after these safety decisions.
+:func:`may_resend_with_new_key` answers the question a caller asks after the SDK gave
+up: may I send this again with a *new* key?
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from ._call import Call
     from ._response import APIResponse
+    from ._strategies import CodatRetryCallState
 
 __all__ = [
     "RetryBudget",
@@ -171,6 +174,7 @@ async def run_with_retries(call: Call[T]) -> APIResponse[T]:
     policy = settings.retry_policy
     budget = call.core.retry_budget
     paid = 0
+    state: CodatRetryCallState | None = None  # tenacity's view, built at the first retry
     while True:
         try:
             result = await call.attempt()
@@ -180,16 +184,26 @@ async def run_with_retries(call: Call[T]) -> APIResponse[T]:
                 exc, attempt=attempt, idempotent=call.op.idempotent
             ):
                 raise
-            wait = compute_wait(exc, attempt=attempt, policy=policy, rand=call.core.jitter)
-            if should_stop(
-                exc,
-                attempt=attempt,
-                max_retries=settings.max_retries,
-                wait=wait,
-                remaining=call.remaining(),
-                policy=policy,
-            ):
-                raise
+            if policy.has_strategies:
+                if state is None:
+                    from ._strategies import CodatRetryCallState
+
+                    state = CodatRetryCallState(call)
+                decided = await state.decide(exc)
+                if decided is None:
+                    raise
+                wait = decided
+            else:
+                wait = compute_wait(exc, attempt=attempt, policy=policy, rand=call.core.jitter)
+                if should_stop(
+                    exc,
+                    attempt=attempt,
+                    max_retries=settings.max_retries,
+                    wait=wait,
+                    remaining=call.remaining(),
+                    policy=policy,
+                ):
+                    raise
             if budget is not None:
                 cost = budget.cost_of(exc)
                 if not budget.try_acquire(cost):
@@ -201,6 +215,8 @@ async def run_with_retries(call: Call[T]) -> APIResponse[T]:
                         attempts=exc.attempts,
                     ) from exc
                 paid += cost
+            if state is not None:
+                await state.before_sleep(wait)
             call.retry_scheduled(exc, wait)
             await call.core.clock.sleep(wait)
             continue

@@ -50,6 +50,7 @@ EXPECTED = {
     "RetryBudget",
     "RetryBudgetExhaustedError",
     "RetryPolicy",
+    "RetryPolicyError",
     "SyncClient",
     "SyncDateRange",
     "SyncState",
@@ -64,6 +65,8 @@ EXPECTED = {
     "__version__",
     "is_retryable",
     "may_resend_with_new_key",
+    "stop_codat",
+    "wait_codat",
 }
 
 

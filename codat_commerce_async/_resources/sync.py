@@ -19,7 +19,7 @@ from .._bulk import (
     WaitTarget,
 )
 from .._call import Call
-from .._config import CallSettings
+from .._config import CallSettings, RetryPolicy
 from .._models import CompanySyncStatus, SyncStatus, SyncSummary
 from .._response import APIResponse
 from .._types import NOT_GIVEN, CompanyId, DateInput, NotGiven, TimeoutTypes
@@ -68,13 +68,18 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[T]:
         key = (
             None if idempotency_key is None else _protocol.validate_idempotency_key(idempotency_key)
         )
         settings = self._settings.with_overrides(
-            timeout=timeout, max_retries=max_retries, deadline=deadline, extra_headers=extra_headers
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            retry_policy=retry_policy,
+            extra_headers=extra_headers,
         )
         self._core.check_usable()
         return await Call(self._core, op, settings, key).run()
@@ -89,6 +94,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[SyncSummary]:
         """Sync a company from its last successful sync up to ``sync_to`` (or now).
@@ -104,6 +110,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            retry_policy=retry_policy,
             extra_headers=extra_headers,
         )
 
@@ -118,6 +125,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[SyncSummary]:
         """Sync a company for the window ``start`` to ``finish``.
@@ -131,6 +139,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            retry_policy=retry_policy,
             extra_headers=extra_headers,
         )
 
@@ -143,6 +152,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[CompanySyncStatus]:
         """The status of one sync: ``GET .../syncs/{syncId}/status``."""
@@ -152,6 +162,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            retry_policy=retry_policy,
             extra_headers=extra_headers,
         )
 
@@ -163,6 +174,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[CompanySyncStatus]:
         """The status of the company's most recent sync: ``GET .../syncs/latest/status``."""
@@ -172,6 +184,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            retry_policy=retry_policy,
             extra_headers=extra_headers,
         )
 
@@ -183,6 +196,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[CompanySyncStatus]:
         """The status of the last successful sync: ``GET .../syncs/lastSuccessful/status``."""
@@ -192,6 +206,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            retry_policy=retry_policy,
             extra_headers=extra_headers,
         )
 
@@ -203,6 +218,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[list[CompanySyncStatus]]:
         """Every sync of the company: ``GET .../syncs/list/status``."""
@@ -212,6 +228,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            retry_policy=retry_policy,
             extra_headers=extra_headers,
         )
 
@@ -223,6 +240,7 @@ class SyncAPI:
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         deadline: float | NotGiven | None = NOT_GIVEN,
+        retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
     ) -> APIResponse[SyncStatus]:
         """The company's sync status with its data connections:
@@ -233,6 +251,7 @@ class SyncAPI:
             timeout=timeout,
             max_retries=max_retries,
             deadline=deadline,
+            retry_policy=retry_policy,
             extra_headers=extra_headers,
         )
 
@@ -467,7 +486,7 @@ class AsyncSyncResource(SyncAPI, AsyncSurface):
 
     Every method validates its input before any I/O (a bad company id or date
     raises ``ValueError`` with nothing sent) and takes per-call overrides:
-    ``timeout``, ``max_retries``, ``deadline``, ``extra_headers`` and, for the
+    ``timeout``, ``max_retries``, ``deadline``, ``retry_policy``, ``extra_headers`` and, for the
     two POSTs, ``idempotency_key``. ``extra_headers`` are checked as the
     constructor's ``default_headers`` are: ``Authorization`` and
     ``Idempotency-Key`` cannot be set this way (use ``idempotency_key=``).

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
+from .._config import DEFAULT_BASE_URL
 from .._http_library import HttpLibraryName, default_library
 from ._control import CONTROL_PREFIX, control_response, ledger_json
 from ._faults import ConnectionDropped, Fault, FaultPlan, FaultStage, RequestInfo, combine
 from ._ledger import DEFAULT_TTL, IdempotencyLedger, fingerprint
 from ._ratelimit import RateLimiter, RateLimits
+from ._respx import route_to_fake
 from ._state import FakeState, RequestRecord, StartedSync, SyncOperation, SyncOutcome
 from ._transport import fake_transport
 from ._webhooks import send_webhook
@@ -402,6 +404,12 @@ class FakeCodat:
         return cast(
             "AsyncClient", library.AsyncClient(transport=transport, headers=headers, **kwargs)
         )
+
+    def mock(self, respx_mock: Any, *, base_url: str = DEFAULT_BASE_URL) -> Any:
+        """Route a respx mock's requests under ``base_url`` (Codat's by default) to this
+        fake, in-process: ``codat_fake.mock(respx_mock)`` with respx's fixture. Returns the
+        respx route. respx mocks httpx only, so this serves clients on httpx."""
+        return route_to_fake(self, respx_mock, base_url)
 
     # ASGI ------------------------------------------------------------------------------
 
