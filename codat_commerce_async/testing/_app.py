@@ -17,7 +17,15 @@ import anyio
 
 from .._http_library import HttpLibraryName, default_library
 from ._control import CONTROL_PREFIX, control_response, ledger_json
-from ._faults import ConnectionDropped, Fault, FaultPlan, FaultStage, RequestInfo, combine
+from ._faults import (
+    ConnectionDropped,
+    Fault,
+    FaultPlan,
+    FaultStage,
+    RequestInfo,
+    combine,
+    non_defaults,
+)
 from ._ledger import DEFAULT_TTL, IdempotencyLedger, fingerprint
 from ._ratelimit import RateLimiter, RateLimits
 from ._state import FakeState, RequestRecord, StartedSync, SyncOperation, SyncOutcome
@@ -361,12 +369,24 @@ class FakeCodat:
         """The fake's current UTC wall time (follows the injected clock)."""
         return self._to_wall(self._clock())
 
-    def reset(self) -> None:
-        """Forget requests, syncs, outcomes, idempotency keys, counters and faults."""
-        self._state.reset()
-        self._ledger.clear()
+    def reset(self) -> dict[str, Any]:
+        """Forget requests, syncs, outcomes, idempotency keys and rate-limit counters, and
+        put the faults back to their baseline (see :meth:`FaultPlan.set_baseline`: the
+        fake-server's ``--latency`` and ``--fail-rate``; none otherwise). Settings stay.
+
+        Returns what ``POST /_fake/reset`` answers: ``{"forgot": {counts}, "kept":
+        {"faults": [...], "sync_duration": s, "rate_limits": {...}}}``.
+        """
+        forgot: dict[str, int] = self._state.reset()
+        forgot["idempotency_keys"] = self._ledger.clear()
+        forgot["faults"] = self.faults.reset()
         self._limiter.reset()
-        self.faults.clear()
+        kept = {
+            "faults": self.faults.baseline(),
+            "sync_duration": self.sync_duration,
+            "rate_limits": non_defaults(self.rate_limits),
+        }
+        return {"forgot": forgot, "kept": kept}
 
     # clients ---------------------------------------------------------------------------
 

@@ -114,8 +114,10 @@ class IdempotencyLedger:
         with self._lock:
             return len(self._entries)
 
-    def clear(self) -> None:
-        """Forget every key."""
+    def clear(self) -> int:
+        """Forget every key; returns how many there were."""
         with self._lock:
+            count = len(self._entries)
             self._entries.clear()
             self._expiry.clear()
+            return count
