@@ -203,11 +203,8 @@ async def run_with_retries(call: Call[T]) -> APIResponse[T]:
         try:
             result = await call.attempt()
         except APIError as exc:
-            attempt, idempotent, caller_key = (
-                call.attempts,
-                call.op.idempotent,
-                call.key_from_caller,
-            )
+            attempt = call.attempts
+            idempotent, caller_key = call.op.idempotent, call.key_from_caller
             if settings.max_retries == 0 or not is_retryable(
                 exc, attempt=attempt, idempotent=idempotent, key_from_caller=caller_key
             ):

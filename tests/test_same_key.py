@@ -52,6 +52,17 @@ def client_for(fake: FakeCodat, clock: ManualClock, **options: Any) -> AsyncSync
     )
 
 
+def held_key(clock: ManualClock, fault: Fault | None = None) -> tuple[Gate, FakeCodat, str, str]:
+    """A fake whose next request for a new company is held at the gate (holding its key),
+    with that company and a key: ``fault`` defaults to latency before the sync."""
+    gate = Gate()
+    fake = FakeCodat(clock=clock, sleep=gate.sleep)
+    company, key = str(uuid.uuid4()), str(uuid.uuid4())
+    held = fault if fault is not None else Fault.latency(1, stage="before_sync")
+    fake.faults.script(held, company_id=company)
+    return gate, fake, company, key
+
+
 async def overlapping(
     first: Callable[[], Any], second: Callable[[], Any], gate: Gate
 ) -> tuple[Any, Any]:
@@ -74,10 +85,7 @@ async def overlapping(
 async def test_a_later_call_with_the_same_key_gets_the_first_answer(
     clock: ManualClock,
 ) -> None:
-    gate = Gate()
-    fake = FakeCodat(clock=clock, sleep=gate.sleep)
-    company, key = str(uuid.uuid4()), str(uuid.uuid4())
-    fake.faults.script(Fault.latency(1, stage="before_sync"), company_id=company)
+    gate, fake, company, key = held_key(clock)
     async with client_for(fake, clock) as client:
         raw = client.sync.with_raw_response
 
@@ -101,11 +109,8 @@ async def test_a_later_call_with_the_same_key_gets_the_first_answer(
 async def test_a_later_call_with_the_same_key_gets_the_first_error_too(
     clock: ManualClock,
 ) -> None:
-    gate = Gate()
-    fake = FakeCodat(clock=clock, sleep=gate.sleep)
-    company, key = str(uuid.uuid4()), str(uuid.uuid4())
     # The first attempt is held, then fails with a 500 that Codat stores for the key.
-    fake.faults.script(Fault.error(500, delay=1), company_id=company)
+    gate, fake, company, key = held_key(clock, Fault.error(500, delay=1))
     async with client_for(fake, clock) as client:
 
         async def second() -> Any:
@@ -124,10 +129,7 @@ async def test_a_later_call_with_the_same_key_gets_the_first_error_too(
 async def test_a_409_for_a_key_still_in_progress_elsewhere_is_waited_out(
     clock: ManualClock,
 ) -> None:
-    gate = Gate()
-    fake = FakeCodat(clock=clock, sleep=gate.sleep)
-    company, key = str(uuid.uuid4()), str(uuid.uuid4())
-    fake.faults.script(Fault.latency(1, stage="before_sync"), company_id=company)
+    gate, fake, company, key = held_key(clock)
     # Two clients, as two processes of a service would have: nothing shared but Codat.
     async with (
         client_for(fake, clock) as one,
@@ -152,10 +154,7 @@ async def test_a_409_for_a_key_still_in_progress_elsewhere_is_waited_out(
 async def test_a_409_still_in_progress_at_the_deadline_is_surfaced_with_its_key(
     clock: ManualClock,
 ) -> None:
-    gate = Gate()  # never opened: the first request holds the key throughout
-    fake = FakeCodat(clock=clock, sleep=gate.sleep)
-    company, key = str(uuid.uuid4()), str(uuid.uuid4())
-    fake.faults.script(Fault.latency(1, stage="before_sync"), company_id=company)
+    gate, fake, company, key = held_key(clock)  # never opened: the key is held throughout
     policy = RetryPolicy(backoff_base=1, backoff_cap=1)
     async with (
         client_for(fake, clock) as one,
