@@ -32,7 +32,16 @@ T = TypeVar("T")
 class Call(Generic[T]):
     """The state of one logical call, shared by its attempts."""
 
-    __slots__ = ("attempts", "core", "key", "op", "request", "settings", "started")
+    __slots__ = (
+        "attempts",
+        "core",
+        "key",
+        "key_from_caller",
+        "op",
+        "request",
+        "settings",
+        "started",
+    )
 
     def __init__(
         self,
@@ -46,6 +55,8 @@ class Call(Generic[T]):
         self.settings = settings
         #: Sent with every attempt of a POST, so a retry can never start a second sync.
         self.key = None if op.idempotent else (idempotency_key or _protocol.new_idempotency_key())
+        #: The caller chose the key, so an earlier call may hold it (see _same_key, _retry).
+        self.key_from_caller = self.key is not None and idempotency_key is not None
         self.request = core.requests.build(
             op.method, op.path, op.body, self.key, settings.timeout, settings.extra_headers
         )

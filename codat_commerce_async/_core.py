@@ -27,6 +27,7 @@ from ._events import CallEvent, EventHook
 from ._exceptions import ClientClosedError
 from ._limits import ClientLimits
 from ._retry import RetryBudget
+from ._same_key import SameKeyCalls
 from ._send import HttpPool, RequestTemplate
 
 __all__ = ["Core"]
@@ -74,6 +75,8 @@ class Core:
         # The cancel scope of every call in flight: closing cancels them, so no
         # attempt starts (or retries) after close begins.
         self.calls: set[anyio.CancelScope] = set()
+        # Calls in flight by the idempotency key their caller chose: a later one waits.
+        self.same_key = SameKeyCalls()
 
     def emit(self, event: CallEvent) -> None:
         for hook in self.hooks:
@@ -105,6 +108,7 @@ class Core:
                 "transport) in the child process"
             )
         self.limits.after_fork()
+        self.same_key = SameKeyCalls()
         self.loop = None
         self.pid = os.getpid()
 

@@ -4,10 +4,11 @@ The three decisions are plain functions of their inputs (the outcome, the attemp
 number, the clock's remaining budget and a random source), so they are tested
 table by table without HTTP or sleeping:
 
-- :func:`is_retryable` classifies an outcome;
+- :func:`is_retryable` classifies an outcome (:func:`is_key_in_progress` the 409 that
+  means "this key's first request is still running");
 - :func:`compute_wait` picks the wait (``Retry-After`` or full-jitter backoff);
 - :func:`should_stop` gives up when attempts, the ``Retry-After`` cap or the
-  call's deadline say so.
+  call's deadline say so (a key still in progress is waited out until the deadline).
 
 Why POSTs are retried at all: every attempt of one call carries the same
 ``Idempotency-Key``, and Codat answers a repeated key with the first response
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RetryBudget",
     "compute_wait",
+    "is_key_in_progress",
     "is_retryable",
     "may_resend_with_new_key",
     "retry_after_of",
@@ -63,11 +65,14 @@ RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
 RESEND_WITH_SAME_KEY = frozenset({408, 409, 429})
 
 
-def is_retryable(exc: BaseException | None, *, attempt: int, idempotent: bool) -> bool:
+def is_retryable(
+    exc: BaseException | None, *, attempt: int, idempotent: bool, key_from_caller: bool = False
+) -> bool:
     """Whether a failed attempt should be tried again (if attempts and time allow).
 
     ``attempt`` is the number of the attempt that failed (1 for the first);
-    ``idempotent`` is True for GETs, which may also retry a 500.
+    ``idempotent`` is True for GETs, which may also retry a 500; ``key_from_caller``
+    is True when the caller chose the idempotency key (see :func:`is_key_in_progress`).
     Cancellation and anything that is not an :class:`APIError` is never retried.
     """
     if not isinstance(exc, APIError):
@@ -79,8 +84,9 @@ def is_retryable(exc: BaseException | None, *, attempt: int, idempotent: bool) -
         if status in RETRYABLE_STATUSES:
             return True
         if status == 409:
-            # On a retry, 409 means our own first attempt is still running at Codat.
-            return attempt > 1 and not idempotent
+            return is_key_in_progress(
+                exc, attempt=attempt, idempotent=idempotent, key_from_caller=key_from_caller
+            )
         if status == 500:
             return idempotent
         return False
@@ -91,6 +97,25 @@ def is_retryable(exc: BaseException | None, *, attempt: int, idempotent: bool) -
     if isinstance(exc, APIConnectionError):
         return exc.not_retried_because is None
     return False
+
+
+def is_key_in_progress(
+    exc: BaseException | None, *, attempt: int, idempotent: bool, key_from_caller: bool = False
+) -> bool:
+    """Whether ``exc`` is Codat's 409 for an idempotency key whose first request is still
+    running, which a later attempt with the same key will get the answer of.
+
+    On a retry of a POST it is our own first attempt. On the first attempt it can be
+    only when the caller chose the key (``key_from_caller``): an earlier call with it, in
+    another process, may still run. A fresh key's 409 is a real conflict.
+    """
+    return (
+        isinstance(exc, APIStatusError)
+        and exc.status_code == 409
+        and exc.can_be_retried is not False
+        and not idempotent
+        and (attempt > 1 or key_from_caller)
+    )
 
 
 def may_resend_with_new_key(exc: BaseException) -> bool:
@@ -141,12 +166,15 @@ def should_stop(
     wait: float,
     remaining: float | None,
     policy: RetryPolicy,
+    key_in_progress: bool = False,
 ) -> bool:
     """Whether to give up instead of waiting ``wait`` seconds and trying again.
 
     ``remaining`` is what is left of the call's deadline (None: no deadline).
+    ``key_in_progress`` (:func:`is_key_in_progress`): the answer is on its way, so only
+    the deadline ends the wait (``max_retries`` does, when there is no deadline).
     """
-    if attempt > max_retries:
+    if attempt > max_retries and not (key_in_progress and remaining is not None):
         return True
     retry_after = retry_after_of(exc)
     if retry_after is not None and retry_after > policy.max_retry_after:
@@ -180,8 +208,9 @@ async def run_with_retries(call: Call[T]) -> APIResponse[T]:
             result = await call.attempt()
         except APIError as exc:
             attempt = call.attempts
+            idempotent, caller_key = call.op.idempotent, call.key_from_caller
             if settings.max_retries == 0 or not is_retryable(
-                exc, attempt=attempt, idempotent=call.op.idempotent
+                exc, attempt=attempt, idempotent=idempotent, key_from_caller=caller_key
             ):
                 raise
             if policy.has_strategies:
@@ -202,6 +231,9 @@ async def run_with_retries(call: Call[T]) -> APIResponse[T]:
                     wait=wait,
                     remaining=call.remaining(),
                     policy=policy,
+                    key_in_progress=is_key_in_progress(
+                        exc, attempt=attempt, idempotent=idempotent, key_from_caller=caller_key
+                    ),
                 ):
                     raise
             if budget is not None:

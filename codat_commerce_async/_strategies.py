@@ -26,7 +26,7 @@ from tenacity.wait import wait_base
 
 from ._config import DEFAULT_MAX_RETRIES, RetryPolicy, Strategy
 from ._exceptions import KEY_HIDDEN, APIError, RetryPolicyError
-from ._retry import compute_wait, should_stop
+from ._retry import compute_wait, is_key_in_progress, should_stop
 
 if TYPE_CHECKING:
     from ._call import Call
@@ -96,6 +96,7 @@ class CodatRetryCallState(tenacity.RetryCallState):
             wait=wait,
             remaining=call.remaining(),
             policy=policy,
+            key_in_progress=key_in_progress(call, exc),
         ):
             return None
         budget = call.core.retry_budget
@@ -136,6 +137,17 @@ class CodatRetryCallState(tenacity.RetryCallState):
             idempotency_key=call.key,
             attempts=call.attempts,
         )
+
+
+def key_in_progress(call: Call[Any], exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a 409 for this call's key still in progress (waited out to the
+    deadline, as without strategies)."""
+    return is_key_in_progress(
+        exc,
+        attempt=call.attempts,
+        idempotent=call.op.idempotent,
+        key_from_caller=call.key_from_caller,
+    )
 
 
 def _call_of(retry_state: tenacity.RetryCallState) -> Call[Any] | None:
@@ -229,6 +241,7 @@ class stop_codat(stop_base):  # tenacity names its strategies in lower case
             wait=_upcoming_sleep(retry_state),
             remaining=call.remaining(),
             policy=call.settings.retry_policy,
+            key_in_progress=key_in_progress(call, exc),
         ):
             return True
         budget = call.core.retry_budget

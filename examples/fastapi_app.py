@@ -4,7 +4,10 @@
   dependency (``Codat``), so every request shares one connection pool and one set of limits.
 - ``POST /companies/{company_id}/sync`` triggers one sync. An ``Idempotency-Key`` header from
   your caller is passed on to Codat, so a caller retrying your endpoint never starts a second
-  sync either.
+  sync either, and gets the first answer back: a retry that overlaps the first request waits
+  for it (in this process the client shares the first call's answer; from another process
+  Codat's 409 "in progress" is waited out). Only if the first is still running at the call's
+  deadline does the caller get a 409 with ``Retry-After``: retry with the same key.
 - ``POST /syncs`` triggers many (``client.sync.request_sync_many``) and streams one NDJSON
   line per company as each finishes. If the caller goes away, what is still in flight is
   cancelled and no further attempt starts; the shared client carries on serving others.
@@ -36,6 +39,7 @@ from codat_commerce_async import (
     AsyncSyncClient,
     BulkResult,
     CodatError,
+    ConflictError,
     NotFoundError,
     RateLimitError,
 )
@@ -123,6 +127,10 @@ def http_error(exc: CodatError) -> HTTPException:
     if isinstance(exc, RateLimitError):
         after = f"{exc.retry_after:.0f}" if exc.retry_after else "60"
         return HTTPException(503, "rate limited by Codat", headers={"Retry-After": after})
+    if isinstance(exc, ConflictError) and key is not None:
+        # The first request with this key was still running at the deadline: ask again.
+        detail = {"error": "still in progress", "idempotency_key": key}
+        return HTTPException(409, detail, headers={"Retry-After": "5"})
     if isinstance(exc, APIStatusError):
         detail = {
             "codat_status": exc.status_code,

@@ -38,6 +38,7 @@ from codat_commerce_async._protocol import parse_error_body
 from codat_commerce_async._retry import (
     backoff_ceiling,
     compute_wait,
+    is_key_in_progress,
     is_retryable,
     may_resend_with_new_key,
     should_stop,
@@ -316,6 +317,58 @@ def test_should_stop(
         )
         is stop
     )
+
+
+KEY_IN_PROGRESS_TABLE = [
+    # (error, attempt, idempotent, key from the caller, a key still in progress?)
+    (_status_error(409), 1, False, False, False),  # a fresh key: a real conflict
+    (_status_error(409), 1, False, True, True),  # the caller's key: an earlier call runs
+    (_status_error(409), 2, False, False, True),  # our own first attempt runs
+    (_status_error(409), 2, True, True, False),  # reads carry no key
+    (_status_error(409, body=_can_be_retried("False")), 1, False, True, False),
+    (_status_error(503), 2, False, True, False),
+    (APIConnectionError(), 2, False, True, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("error", "attempt", "idempotent", "from_caller", "expected"), KEY_IN_PROGRESS_TABLE
+)
+def test_a_409_is_a_key_in_progress_only_where_the_key_may_be_held(
+    error: BaseException, attempt: int, idempotent: bool, from_caller: bool, expected: bool
+) -> None:
+    decided = is_key_in_progress(
+        error, attempt=attempt, idempotent=idempotent, key_from_caller=from_caller
+    )
+    assert decided is expected
+    retry = is_retryable(error, attempt=attempt, idempotent=idempotent, key_from_caller=from_caller)
+    if error is not None and getattr(error, "status_code", None) == 409:
+        assert retry is expected  # a 409 is retried exactly when it is a key in progress
+
+
+@pytest.mark.parametrize(
+    ("attempt", "max_retries", "wait", "remaining", "stop"),
+    [
+        (3, 2, 0.3, 100.0, False),  # attempts used up, but the answer is on its way
+        (30, 2, 0.3, 100.0, False),
+        (3, 2, 5.0, 4.0, True),  # the wait would pass the deadline
+        (3, 2, 0.3, None, True),  # no deadline: max_retries bounds the wait
+        (2, 2, 0.3, None, False),
+    ],
+)
+def test_a_key_in_progress_is_waited_out_until_the_deadline(
+    attempt: int, max_retries: int, wait: float, remaining: float | None, stop: bool
+) -> None:
+    decided = should_stop(
+        _status_error(409),
+        attempt=attempt,
+        max_retries=max_retries,
+        wait=wait,
+        remaining=remaining,
+        policy=POLICY,
+        key_in_progress=True,
+    )
+    assert decided is stop
 
 
 def test_retry_policy_validates() -> None:

@@ -50,6 +50,17 @@ class Harness:
     park: bool = False
     parked_event: anyio.Event = field(default_factory=anyio.Event)
     unparked: list[str] = field(default_factory=list)
+    hold_codat: bool = False
+    codat_holding: anyio.Event = field(default_factory=anyio.Event)
+    codat_release: anyio.Event = field(default_factory=anyio.Event)
+
+    async def codat_sleep(self, seconds: float) -> None:
+        """The fake's latency: real, or (with ``hold_codat``) until released."""
+        if not self.hold_codat:
+            await anyio.sleep(seconds)
+            return
+        self.codat_holding.set()
+        await self.codat_release.wait()
 
     async def sleep(self, seconds: float) -> None:
         """The SDK's sleep: instant, or (with ``park``) until cancelled."""
@@ -69,11 +80,15 @@ class Harness:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    fake = FakeCodat()
+    holder: dict[str, Harness] = {}
+
+    async def codat_sleep(seconds: float) -> None:
+        await holder["h"].codat_sleep(seconds)
+
+    fake = FakeCodat(sleep=codat_sleep)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=fake), base_url="http://localhost"
     ) as to_codat:
-        holder: dict[str, Harness] = {}
 
         def client_factory() -> AsyncSyncClient:
             h = holder["h"]
@@ -121,6 +136,33 @@ async def test_one_sync_and_idempotency_end_to_end(harness: Harness) -> None:
     assert harness.fake.syncs_started(COMPANY) == 1
     assert [r.idempotency_key for r in harness.fake.requests] == [key, key]
     assert json.loads(harness.fake.requests[0].body) == {"syncTo": "2024-06-30T00:00:00Z"}
+
+
+async def test_a_callers_retry_overlapping_its_first_request_gets_the_first_answer(
+    harness: Harness,
+) -> None:
+    """The caller timed out and resent its key while the first request was still inside
+    Codat: the retry waits for it and gets its answer (not a 409 mapped to 502)."""
+    key = str(uuid.uuid4())
+    harness.hold_codat = True
+    harness.fake.faults.script(Fault.latency(1, stage="before_sync"))
+    answers: list[httpx.Response] = []
+
+    async def post() -> None:
+        headers = {"Idempotency-Key": key}
+        answers.append(await harness.http.post(f"/companies/{COMPANY}/sync", headers=headers))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(post)
+        await harness.codat_holding.wait()  # the first holds the key inside Codat
+        tg.start_soon(post)
+        await anyio.wait_all_tasks_blocked()  # the retry is in, waiting
+        harness.codat_release.set()
+
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json()
+    assert harness.fake.syncs_started(COMPANY) == 1
+    assert [(r.idempotency_key, r.status) for r in harness.fake.requests] == [(key, 200)]
 
 
 async def test_openapi_schema(harness: Harness) -> None:

@@ -4,7 +4,8 @@
   ``print`` for their ``# handle response`` placeholder), print a ``SyncSummary`` against
   ``codat-commerce fake-server --accept-any-auth``;
 - after a CLI bulk run (a third process), this process reads ``GET /_fake/ledger`` and
-  resets the fake with ``POST /_fake/reset``.
+  resets the fake with ``POST /_fake/reset``;
+- that reset keeps the ``--latency`` and ``--fail-rate`` the process was started with.
 """
 
 from __future__ import annotations
@@ -191,3 +192,43 @@ def test_ledger_from_another_process_after_a_cli_bulk_run(
     wrong = httpx.get(f"{any_auth_fake.base_url}/_fake/reset", verify=TLS)
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
     assert httpx.get(f"{any_auth_fake.base_url}/_fake/nothing", verify=TLS).status_code == 404
+
+
+def test_reset_keeps_the_faults_the_process_was_started_with() -> None:
+    fake = start_fake("--accept-any-auth", "--fail-rate", "1", "--latency", "0.001")
+    try:
+        url = f"{fake.base_url}/companies/{uuid.uuid4()}/sync/commerce/latest"
+        auth = {"Authorization": "Basic anything"}
+        before = httpx.post(url, headers=auth, verify=TLS)
+        reset = httpx.post(f"{fake.base_url}/_fake/reset", verify=TLS)
+        after = httpx.post(url, headers=auth, verify=TLS)
+
+        assert (before.status_code, after.status_code) == (503, 503)  # still failing
+        assert reset.status_code == 200
+        assert reset.json() == {
+            "reset": True,
+            "forgot": {
+                "requests": 1,
+                "syncs": 0,
+                "outcomes": 0,
+                "idempotency_keys": 0,
+                "faults": 0,
+            },
+            "kept": {
+                "faults": [
+                    {"kind": "latency", "stage": "before_sync", "delay": 0.001, "probability": 1},
+                    {
+                        "kind": "error",
+                        "stage": "edge",
+                        "status": 503,
+                        "body": "html",
+                        "probability": 1,
+                    },
+                ],
+                "sync_duration": 5,
+                "rate_limits": {},
+            },
+        }
+        assert ledger(fake.base_url)["requests"] == 1  # only the request after the reset
+    finally:
+        stop(fake)

@@ -82,7 +82,10 @@ class SyncAPI:
             extra_headers=extra_headers,
         )
         self._core.check_usable()
-        return await Call(self._core, op, settings, key).run()
+        call = Call(self._core, op, settings, key)
+        if call.key_from_caller:  # a fresh key is nobody else's: nothing to wait for
+            return await self._core.same_key.run(call)
+        return await call.run()
 
     @endpoint
     async def request_sync(

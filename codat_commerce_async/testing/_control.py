@@ -2,7 +2,8 @@
 
 Codat has no path starting with ``/_fake/``, so these never shadow an API route. They
 let tests in another process (or another language) read what the fake saw, start afresh
-and have the fake deliver a signed webhook: ``GET /_fake/ledger``, ``POST /_fake/reset``
+(the faults the process was started with stay, and the answer says what was forgotten
+and kept) and have the fake deliver a signed webhook: ``GET /_fake/ledger``, ``POST /_fake/reset``
 and ``POST /_fake/webhooks``. No credential is needed.
 """
 
@@ -67,8 +68,7 @@ async def control_response(fake: FakeCodat, method: str, path: str, body: bytes)
             headers=(("allow", wanted),),
         )
     if path == "/_fake/reset":
-        fake.reset()
-        return json_response(200, {"reset": True})
+        return json_response(200, {"reset": True, **fake.reset()})
     if path == "/_fake/webhooks":
         return await _send_webhook(fake, body)
     return json_response(200, ledger_json(fake))

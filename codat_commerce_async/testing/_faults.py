@@ -23,8 +23,8 @@ import random
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 __all__ = [
     "ConnectionDropped",
@@ -34,6 +34,7 @@ __all__ = [
     "FaultPlan",
     "FaultStage",
     "RequestInfo",
+    "non_defaults",
 ]
 
 FaultKind = Literal["error", "latency", "drop"]
@@ -201,6 +202,10 @@ class FaultPlan:
     stages, so it does not use up their faults). Random rules fire independently with their
     probability, drawn from a ``random.Random(seed)``. When several faults hit one request at
     one stage their delays add up and the first error or drop wins.
+
+    :meth:`set_baseline` makes the faults installed so far the plan's baseline, which
+    :meth:`reset` (and so ``FakeCodat.reset()`` and ``POST /_fake/reset``) puts back: the
+    fake-server's ``--latency`` and ``--fail-rate`` are installed that way.
     """
 
     def __init__(self, *, seed: int | None = None) -> None:
@@ -208,6 +213,7 @@ class FaultPlan:
         self._rng = random.Random(seed)
         self._script: list[tuple[Fault, _Filter]] = []
         self._rules: list[_Rule] = []
+        self._baseline: tuple[tuple[tuple[Fault, _Filter], ...], tuple[_Rule, ...]] = ((), ())
 
     def script(
         self,
@@ -249,10 +255,39 @@ class FaultPlan:
         return self
 
     def clear(self) -> None:
-        """Forget every scripted fault and random rule (the random state is kept)."""
+        """Forget every scripted fault and random rule, the baseline's too (the random
+        state is kept)."""
         with self._lock:
             self._script.clear()
             self._rules.clear()
+            self._baseline = ((), ())
+
+    def set_baseline(self) -> None:
+        """Make the scripted faults and rules installed now what :meth:`reset` restores."""
+        with self._lock:
+            self._baseline = (tuple(self._script), tuple(self._rules))
+
+    def reset(self) -> int:
+        """Back to the baseline (nothing, unless :meth:`set_baseline` was called); returns
+        how many scripted faults and rules beyond the baseline were forgotten."""
+        with self._lock:
+            script, rules = self._baseline
+            extra = sum(entry not in script for entry in self._script)
+            extra += sum(rule not in rules for rule in self._rules)
+            self._script[:] = script
+            self._rules[:] = rules
+            return extra
+
+    def baseline(self) -> list[dict[str, Any]]:
+        """The baseline's faults as JSON-ready dicts: kind, stage and the fields set to
+        other than their defaults, with ``probability`` for a rule or ``scripted: true``."""
+        with self._lock:
+            script, rules = self._baseline
+            entries: list[tuple[Fault, dict[str, Any]]] = [
+                (fault, {"scripted": True}) for fault, _ in script
+            ]
+            entries += [(rule.fault, {"probability": rule.probability}) for rule in rules]
+        return [{**_describe(fault), **extra} for fault, extra in entries]
 
     @property
     def pending(self) -> int:
@@ -276,6 +311,20 @@ class FaultPlan:
                 if self._rng.random() < rule.probability:
                     hits.append(rule.fault)
         return tuple(hits)
+
+
+def _describe(fault: Fault) -> dict[str, Any]:
+    """``fault``'s kind, stage and every field that differs from its default."""
+    return {"kind": fault.kind, "stage": fault.stage, **non_defaults(fault)}
+
+
+def non_defaults(settings: Any) -> dict[str, Any]:
+    """The fields of dataclass instance ``settings`` that differ from their defaults."""
+    return {
+        spec.name: getattr(settings, spec.name)
+        for spec in fields(settings)
+        if getattr(settings, spec.name) != spec.default
+    }
 
 
 def _make_filter(

@@ -291,7 +291,8 @@ def run_server(
     """Serve a fake Codat in the foreground until Ctrl-C (for ``codat-commerce fake-server``).
 
     ``latency`` adds that many seconds to every request inside the app; ``fail_rate`` makes
-    that share of requests fail at the edge with an HTML 503 (drawn with ``seed``). Other
+    that share of requests fail at the edge with an HTML 503 (drawn with ``seed``); both
+    survive ``POST /_fake/reset`` (they become the fault plan's baseline). Other
     keyword arguments build the :class:`FakeCodat` when ``fake`` is not given.
     ``on_started`` is called with the base URL once the socket is bound (useful with
     ``port=0``).
@@ -304,6 +305,8 @@ def run_server(
         fake.faults.randomly(Fault.latency(latency), 1.0)
     if fail_rate > 0:
         fake.faults.randomly(Fault.edge(503), fail_rate)
+    # What the process was started with: POST /_fake/reset puts these back, not nothing.
+    fake.faults.set_baseline()
     config = _config(fake, host, port, log_level, quiet=False)
     server = _notifying_server(config, on_started, host)
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises it once its handlers are gone.

@@ -102,6 +102,17 @@ async def test_ledger_and_reset_over_http(
         }
         assert (await anonymous.post("/_fake/ledger")).status_code == 405
         assert fake.faults.pending == 1  # the scripted 500 is still waiting for an API call
-        assert (await anonymous.post("/_fake/reset")).json() == {"reset": True}
+        assert (await anonymous.post("/_fake/reset")).json() == {
+            "reset": True,
+            "forgot": {
+                "requests": 4,
+                "syncs": 1,
+                "outcomes": 0,
+                "idempotency_keys": 1,
+                "faults": 1,
+            },
+            "kept": {"faults": [], "sync_duration": 0, "rate_limits": {"requests_per_minute": 1}},
+        }
+        assert fake.faults.pending == 0
         assert (await anonymous.get("/_fake/ledger")).json()["requests"] == 0
     assert fake.requests == ()

@@ -278,6 +278,24 @@ async def test_clear(fake, http, company):
     assert (await http.post(latest(company))).status_code == 200
 
 
+async def test_reset_restores_the_baseline_and_says_what_it_forgot(fake, http, company):
+    fake.faults.randomly(Fault.error(503), 1.0, operation="request-sync")
+    fake.faults.set_baseline()
+    fake.faults.script(Fault.error(500), times=2).randomly(Fault.latency(1), 0.5)
+
+    report = fake.reset()
+
+    assert report["forgot"]["faults"] == 3  # the two scripted 500s and the latency rule
+    assert report["kept"]["faults"] == [
+        {"kind": "error", "stage": "before_sync", "status": 503, "probability": 1.0}
+    ]
+    assert fake.faults.pending == 0
+    assert (await http.post(latest(company))).status_code == 503  # the baseline rule
+    fake.faults.clear()  # clear() forgets the baseline too
+    assert fake.reset()["kept"]["faults"] == []
+    assert (await http.post(latest(company))).status_code == 200
+
+
 # -------------------------------------------------------------------------------- random
 
 
