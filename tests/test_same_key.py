@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
+import tenacity
 
 from codat_commerce_async import (
     APIResponse,
@@ -126,15 +127,21 @@ async def test_a_later_call_with_the_same_key_gets_the_first_error_too(
     assert len(fake.requests) == 1
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [None, RetryPolicy(wait=tenacity.wait_fixed(0.5), stop=tenacity.stop_after_attempt(5))],
+    ids=["default-policy", "tenacity-policy"],
+)
 async def test_a_409_for_a_key_still_in_progress_elsewhere_is_waited_out(
-    clock: ManualClock,
+    clock: ManualClock, policy: RetryPolicy | None
 ) -> None:
     gate, fake, company, key = held_key(clock)
+    options: dict[str, Any] = {} if policy is None else {"retry_policy": policy}
     # Two clients, as two processes of a service would have: nothing shared but Codat.
     async with (
         client_for(fake, clock) as one,
         # max_retries=1: a key still in progress is waited out until the deadline.
-        client_for(fake, clock, max_retries=1, event_hooks=[gate.open]) as other,
+        client_for(fake, clock, max_retries=1, event_hooks=[gate.open], **options) as other,
     ):
         first, later = await overlapping(
             lambda: one.sync.with_raw_response.request_sync(company, idempotency_key=key),
