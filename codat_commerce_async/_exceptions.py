@@ -96,7 +96,8 @@ class WebhookVerificationError(WebhookError):
     Attributes:
         reason: ``"headers"`` (a ``webhook-*`` header missing or malformed),
             ``"timestamp"`` (more than 5 minutes from now: a replay, or a wrong clock),
-            ``"signature"`` (no signature matches: wrong secret or altered body) or
+            ``"signature"`` (no signature matches: wrong secret or altered body),
+            ``"body"`` (not a raw body: a str that is not valid text, or a parsed object) or
             ``"secret"`` (the secret itself is not a ``whsec_`` base64 secret).
     """
 
