@@ -241,7 +241,7 @@ def _signer(secret: str | bytes) -> Any:
             "verifying webhooks needs standardwebhooks: "
             "pip install 'codat-commerce-async[webhooks]'"
         ) from exc
-    problem = secret_problem(secret)
+    problem = _secret_problem(secret)
     if problem is not None:
         return problem
     try:
@@ -251,7 +251,7 @@ def _signer(secret: str | bytes) -> Any:
     return "standardwebhooks refused it" if signer is None else signer
 
 
-def secret_problem(secret: object) -> str | None:
+def _secret_problem(secret: object) -> str | None:
     """Why ``secret`` is not a usable ``whsec_`` secret (never quoting it), or None.
 
     The library decodes the part after ``whsec_`` as lenient base64 (characters outside

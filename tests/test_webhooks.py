@@ -454,3 +454,53 @@ class _Receiver:
         self.received.append({"body": message.get("body", b""), "headers": headers})
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
+
+
+_GOOD_REQUEST = {"url": "http://receiver/hook", "secret": SECRET, "eventType": "x.y"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**_GOOD_REQUEST, "secret": "whsec_!"}, "secret"),
+        ({**_GOOD_REQUEST, "secret": SECRET + "\u00a0"}, "secret"),
+        ({**_GOOD_REQUEST, "id": 5}, "id"),
+        ({**_GOOD_REQUEST, "id": "evt 1\r\nx: y"}, "id"),
+        ({**_GOOD_REQUEST, "payload": [1, 2]}, "payload"),
+        ({**_GOOD_REQUEST, "payload": "text"}, "payload"),
+        ({**_GOOD_REQUEST, "url": "http://["}, "url"),
+        ({**_GOOD_REQUEST, "url": "ftp://receiver/hook"}, "url"),
+        ({**_GOOD_REQUEST, "eventType": ["x"]}, "eventType"),
+        ([_GOOD_REQUEST], "$"),
+        ("[" * 50_000 + "]" * 50_000, "$"),
+        ('{"url": "http://r/h", "secret": "s", "eventType": "e", "payload": '
+         + '{"a": ' * 50_000 + "1" + "}" * 50_001, "$"),
+    ],
+    ids=[
+        "secret-nothing-to-decode",
+        "secret-not-ascii",
+        "numeric-id",
+        "id-with-newline",
+        "array-payload",
+        "string-payload",
+        "broken-url",
+        "ftp-url",
+        "array-event-type",
+        "array-body",
+        "deep-json",
+        "deep-payload",
+    ],
+)
+async def test_the_fakes_webhook_route_answers_bad_input_with_a_400_naming_the_field(
+    body, field: str
+) -> None:
+    fake = FakeCodat()
+    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    async with httpx.AsyncClient(transport=fake.transport(), base_url="http://fake") as http:
+        reply = await http.post("/_fake/webhooks", content=content)
+    assert reply.status_code == 400, reply.text
+    error = reply.json()
+    assert error["statusCode"] == 400 and error["correlationId"]
+    assert [item["itemId"] for item in error["validation"]["errors"]] == [field]
+    assert error["error"].startswith(f"{field}: ")
+    assert SECRET[6:] not in reply.text
