@@ -518,6 +518,53 @@ def test_csv_without_an_id_column_is_refused(
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@pytest.mark.parametrize("layout", ["csv", "semicolons"])
+def test_an_id_file_with_a_huge_field_is_one_line_and_sends_nothing(
+    server: FakeCodatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
+) -> None:
+    separator = "," if layout == "csv" else ";"
+    source = tmp_path / "ids.csv"
+    source.write_text(f"companyId{separator}note\n{uuid.uuid4()}{separator}{'x' * 200_000}\n")
+    argv = ["sync", "bulk", str(source), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
+    assert main([*argv, *conn(server)]) == 1
+    line = one_line_error(capsys)
+    assert f"{source}: line 2 holds a field longer than" in line
+    assert "not a file of company ids" in line
+    assert server.fake.requests == ()
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"event": "started", "company_id": ["a"], "idempotency_key": "k"}, "company_id"),
+        ({"event": "result", "company_id": {"id": "a"}, "ok": True}, "company_id"),
+        ({"event": ["started"], "company_id": "a"}, "event"),
+        ({"event": "started", "company_id": "a", "idempotency_key": {"k": 1}}, "idempotency_key"),
+    ],
+    ids=["list-company", "object-company", "list-event", "object-key"],
+)
+def test_a_journal_line_of_the_wrong_shape_is_one_line_and_sends_nothing(
+    server: FakeCodatServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    record: dict[str, Any],
+    field: str,
+) -> None:
+    company = str(uuid.uuid4())
+    source = tmp_path / "ids.txt"
+    source.write_text(f"{company}\n")
+    out = tmp_path / "out.jsonl"
+    good = {"event": "started", "company_id": company, "idempotency_key": str(uuid.uuid4())}
+    out.write_text(json.dumps(good) + "\n" + json.dumps(record) + "\n")
+    argv = ["sync", "bulk", str(source), "-o", str(out), "--no-progress"]
+    assert main([*argv, *conn(server)]) == 1
+    line = one_line_error(capsys)
+    assert f"{out}: line 2: {field} is not a string" in line
+    assert server.fake.requests == ()
+    assert out.read_text().count("\n") == 2  # nothing appended
+
+
 def test_duplicate_ids_are_counted_and_dropped(
     server: FakeCodatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
