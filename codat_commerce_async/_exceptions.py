@@ -430,7 +430,13 @@ class BadRequestError(APIStatusError):
 
 
 class AuthenticationError(APIStatusError):
-    """401: the API key is missing or wrong."""
+    """401: the API key is missing or wrong. The message says where the key comes from."""
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()}: Codat refused the API key; check the key given as "
+            "api_key=... (SDK), --api-key (CLI) or the CODAT_API_KEY environment variable"
+        )
 
 
 class PaymentRequiredError(APIStatusError):

@@ -200,8 +200,8 @@ def test_wait_timeout_is_one_line_and_non_zero(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["sync", "status", "not-a-uuid"], "COMPANY_ID must be a GUID"),
-        (["sync", "status", "{company}", "nope"], "SYNC_ID must be a GUID"),
+        (["sync", "status", "not-a-uuid"], "COMPANY_ID must be a UUID"),
+        (["sync", "status", "{company}", "nope"], "SYNC_ID must be a UUID"),
         (["sync", "status", "{company}", "{sync}"], "404 Not Found"),
         (
             ["sync", "range", "{company}", "--start", "2024-02-01", "--finish", "2024-01-01"],
@@ -213,7 +213,7 @@ def test_wait_timeout_is_one_line_and_non_zero(
         (["sync", "request", "{company}", "--to", "2024-01-01T00:00"], "--to is a naive"),
         (["sync", "request", "{company}", "--idempotency-key", "k1"], "--idempotency-key must"),
         (["sync", "bulk", "ids.txt", "-o", "out.jsonl", "--to", "bad"], "--to is not"),
-        (["sync", "company-status", "acme"], "COMPANY_ID must be a GUID"),
+        (["sync", "company-status", "acme"], "COMPANY_ID must be a UUID"),
     ],
 )
 def test_errors_are_one_line_without_traceback(
@@ -308,8 +308,35 @@ def test_fake_server_help_describes_every_option(capsys: pytest.CaptureFixture[s
         "(default: info)",
         "GET /_fake/ledger",
         "POST /_fake/reset",
+        "POST /_fake/webhooks (sign and deliver one webhook",
     ):
         assert option in text, option
+
+
+def test_help_says_uuid_and_names_every_id_column(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI speaks as the SDK does (UUID, not GUID), and documents each CSV column name
+    it accepts."""
+    for command in (["sync", "request"], ["sync", "range"], ["sync", "bulk"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "GUID" not in text
+        if command[1] != "bulk":
+            assert "--idempotency-key UUID" in text
+    assert "companyId / company_id / company / id column" in text
+
+
+def test_a_refused_key_names_where_the_key_comes_from(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = str(uuid.uuid4())
+    argv = ["sync", "status", company, "--base-url", server.base_url, "--api-key", "wrong-key"]
+    assert main(argv) == 1
+    line = one_line_error(capsys)
+    assert "401" in line
+    for fix in ("CODAT_API_KEY", "--api-key", "api_key="):
+        assert fix in line
+    assert "wrong-key" not in line
 
 
 # -- bulk --------------------------------------------------------------------------------
