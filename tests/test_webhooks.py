@@ -473,8 +473,13 @@ _GOOD_REQUEST = {"url": "http://receiver/hook", "secret": SECRET, "eventType": "
         ({**_GOOD_REQUEST, "eventType": ["x"]}, "eventType"),
         ([_GOOD_REQUEST], "$"),
         ("[" * 50_000 + "]" * 50_000, "$"),
-        ('{"url": "http://r/h", "secret": "s", "eventType": "e", "payload": '
-         + '{"a": ' * 50_000 + "1" + "}" * 50_001, "$"),
+        (
+            '{"url": "http://r/h", "secret": "s", "eventType": "e", "payload": '
+            + '{"a": ' * 50_000
+            + "1"
+            + "}" * 50_001,
+            "$",
+        ),
     ],
     ids=[
         "secret-nothing-to-decode",
