@@ -76,6 +76,17 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
+def bulk_refused_before_sending(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str], source: Path, out: Path
+) -> str:
+    """Run ``sync bulk``; it must exit 1 with one error line and send nothing."""
+    argv = ["sync", "bulk", str(source), "-o", str(out), "--no-progress", *conn(server)]
+    assert main(argv) == 1
+    line = one_line_error(capsys)
+    assert server.fake.requests == ()
+    return line
+
+
 # -- demo ------------------------------------------------------------------------------
 
 
@@ -536,12 +547,9 @@ def test_csv_without_an_id_column_is_refused(
     source.write_text(text)
     with pytest.raises(ValueError, match="no company id column"):
         read_company_ids(source)
-    argv = ["sync", "bulk", str(source), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
-    assert main([*argv, *conn(server)]) == 1
-    line = one_line_error(capsys)
+    line = bulk_refused_before_sending(server, capsys, source, tmp_path / "o.jsonl")
     assert f"(columns found: {columns})" in line
     assert "companyId, company_id, company or id" in line
-    assert server.fake.requests == ()
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -552,12 +560,9 @@ def test_an_id_file_with_a_huge_field_is_one_line_and_sends_nothing(
     separator = "," if layout == "csv" else ";"
     source = tmp_path / "ids.csv"
     source.write_text(f"companyId{separator}note\n{uuid.uuid4()}{separator}{'x' * 200_000}\n")
-    argv = ["sync", "bulk", str(source), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
-    assert main([*argv, *conn(server)]) == 1
-    line = one_line_error(capsys)
+    line = bulk_refused_before_sending(server, capsys, source, tmp_path / "o.jsonl")
     assert f"{source}: line 2 holds a field longer than" in line
     assert "not a file of company ids" in line
-    assert server.fake.requests == ()
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -584,11 +589,8 @@ def test_a_journal_line_of_the_wrong_shape_is_one_line_and_sends_nothing(
     out = tmp_path / "out.jsonl"
     good = {"event": "started", "company_id": company, "idempotency_key": str(uuid.uuid4())}
     out.write_text(json.dumps(good) + "\n" + json.dumps(record) + "\n")
-    argv = ["sync", "bulk", str(source), "-o", str(out), "--no-progress"]
-    assert main([*argv, *conn(server)]) == 1
-    line = one_line_error(capsys)
+    line = bulk_refused_before_sending(server, capsys, source, out)
     assert f"{out}: line 2: {field} is not a string" in line
-    assert server.fake.requests == ()
     assert out.read_text().count("\n") == 2  # nothing appended
 
 
