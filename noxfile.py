@@ -1,7 +1,9 @@
-"""Developer tasks: ``nox -s tests``, ``nox -s tests_httpx2``, ``nox -s lint``,
-``nox -s typecheck``."""
+"""Developer tasks: ``nox -s tests``, ``nox -s tests_httpx2``, ``nox -s tests_lowest``,
+``nox -s lint``, ``nox -s typecheck``."""
 
 from __future__ import annotations
+
+import os
 
 import nox
 
@@ -23,6 +25,20 @@ def tests_httpx2(session: nox.Session) -> None:
     """The whole suite (reliability included) with the SDK on httpx2 instead of httpx."""
     session.install("-e", ".[test,httpx2]")
     session.run("python", "-m", "pytest", "--http-library=httpx2", *session.posargs)
+
+
+@nox.session(python="3.11")
+def tests_lowest(session: nox.Session) -> None:
+    """The suite with every declared dependency at its lower bound (uv's lowest-direct), as
+    CI runs it; fails if a dependency resolves above its bound (raise the bound then)."""
+    session.install("uv")
+    python = os.path.join(session.bin, "python")
+    session.run(
+        "uv", "pip", "install", "--python", python, "--resolution", "lowest-direct",
+        "-e", ".[test]",
+    )  # fmt: skip
+    session.run("python", "scripts/lowest_versions.py", "test")
+    session.run("python", "-m", "pytest", *session.posargs)
 
 
 @nox.session

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import os
 import platform
+import re
 import ssl
 import sys
 from collections.abc import Callable, Mapping
@@ -208,7 +209,7 @@ def resolve_base_url(base_url: str | None) -> httpx.URL:
     except (httpx.InvalidURL, ValueError, TypeError) as exc:
         raise ConfigurationError(f"base_url is not a valid URL: {exc}") from None
     if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError("base_url must be an absolute http(s) URL")
+        raise ConfigurationError(f"base_url must be an absolute http(s) URL{_url_hint(raw)}")
     if url.userinfo:
         raise ConfigurationError("base_url must not contain credentials (user:password@)")
     if url.query or url.fragment:
@@ -218,6 +219,17 @@ def resolve_base_url(base_url: str | None) -> httpx.URL:
             "base_url must use https (plain http is allowed only for loopback hosts)"
         )
     return url.copy_with(raw_path=url.raw_path.rstrip(b"/"))
+
+
+def _url_hint(raw: str) -> str:
+    """The value as given (credentials were refused before; a query is cut, as it could
+    hold a token) and the likely fix, e.g. for a typo such as ``htps://``."""
+    shown = re.split(r"[?#]", raw.strip(), maxsplit=1)[0][:100]
+    scheme, _, rest = shown.rpartition("://") if "://" in shown else ("", "", shown)
+    rest = re.sub(r"^(https?)?[:/]*", "", rest, flags=re.IGNORECASE)  # "https//...", ":/..."
+    if scheme.lower() in ("http", "https") or not rest:
+        return f" such as {DEFAULT_BASE_URL!r}, not {shown!r}"
+    return f", not {shown!r}: did you mean {'https://' + rest!r}?"
 
 
 def is_loopback_host(host: str) -> bool:

@@ -119,7 +119,8 @@ class WebhookVerificationError(WebhookError):
     Attributes:
         reason: ``"headers"`` (a ``webhook-*`` header missing or malformed),
             ``"timestamp"`` (more than 5 minutes from now: a replay, or a wrong clock),
-            ``"signature"`` (no signature matches: wrong secret or altered body) or
+            ``"signature"`` (no signature matches: wrong secret or altered body),
+            ``"body"`` (not a raw body: a str that is not valid text, or a parsed object) or
             ``"secret"`` (the secret itself is not a ``whsec_`` base64 secret).
     """
 
@@ -454,7 +455,13 @@ class BadRequestError(APIStatusError):
 
 
 class AuthenticationError(APIStatusError):
-    """401: the API key is missing or wrong."""
+    """401: the API key is missing or wrong. The message says where the key comes from."""
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()}: Codat refused the API key; check the key given as "
+            "api_key=... (SDK), --api-key (CLI) or the CODAT_API_KEY environment variable"
+        )
 
 
 class PaymentRequiredError(APIStatusError):

@@ -78,13 +78,13 @@ def canonical_sync_id(sync_id: CompanyId) -> str:
 
 
 def validate_idempotency_key(key: str | uuid.UUID) -> str:
-    """A caller's idempotency key: a GUID (Codat's rule), sent verbatim."""
+    """A caller's idempotency key: a UUID (Codat's rule: a GUID), sent verbatim."""
     if isinstance(key, uuid.UUID):
         return str(key)
     if isinstance(key, str) and _GUID_KEY_RE.fullmatch(key):
         return key
     raise ValueError(
-        "idempotency_key must be a GUID such as str(uuid.uuid4()), got " + _preview(key)
+        "idempotency_key must be a UUID such as str(uuid.uuid4()), got " + _preview(key)
     )
 
 

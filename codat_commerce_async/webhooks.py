@@ -22,9 +22,11 @@ There is no "commerce sync completed" event: wait for syncs with ``wait_for_sync
 
 from __future__ import annotations
 
-import binascii
+import base64
 import datetime as _dt
 import json
+import re
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,6 +59,13 @@ __all__ = [
 
 #: The Standard Webhooks headers, lower-case.
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+# The library's (and Svix's) fixed tolerance for webhook-timestamp, in seconds.
+_TOLERANCE = 5 * 60
+# A Unix time in whole seconds, as Svix sends it.
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
+# One entry of webhook-signature: "<version>,<base64>" (entries are separated by spaces).
+_SIGNATURE = re.compile(r"[^,\s]+,[^,\s]+")
 
 
 class WebhookEvent(CodatModel):
@@ -157,35 +166,9 @@ _TYPED: dict[str, type[WebhookEvent]] = {
 def verify(body: bytes | str, headers: Mapping[str, str], *, secret: str | bytes) -> None:
     """Check a delivery's signature and timestamp (5 minutes' tolerance) or raise
     :class:`WebhookVerificationError`. ``body`` must be the raw body as received."""
-    try:
-        from standardwebhooks import Webhook
-        from standardwebhooks import WebhookVerificationError as _Invalid
-        from standardwebhooks.webhooks import EmptyWebhookSecretError
-    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "verifying webhooks needs standardwebhooks: "
-            "pip install 'codat-commerce-async[webhooks]'"
-        ) from exc
-    try:
-        webhook = Webhook(secret)
-    except (EmptyWebhookSecretError, binascii.Error, ValueError, RuntimeError):
-        raise WebhookVerificationError(
-            "the webhook secret is not a 'whsec_' base64 secret", reason="secret"
-        ) from None
-    try:
-        text = body if isinstance(body, str) else body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise WebhookVerificationError("the body is not UTF-8", reason="signature") from None
-    wanted = _standard_headers(headers)
-    try:
-        webhook.verify(text, wanted, json_parse=False)
-    except _Invalid as exc:
-        raise _translate(str(exc)) from None
-    except (binascii.Error, ValueError):
-        # A signature that is not "v1,<base64>" (the library does not catch it itself).
-        raise WebhookVerificationError(
-            "the webhook-signature header is malformed", reason="headers"
-        ) from None
+    signer = _signer(secret)
+    del secret  # out of this frame's locals, so no traceback renderer can show it
+    _verify(signer, body, headers)
 
 
 def parse(body: bytes | str) -> AnyEvent:
@@ -210,7 +193,9 @@ def parse(body: bytes | str) -> AnyEvent:
 
 def unwrap(body: bytes | str, headers: Mapping[str, str], *, secret: str | bytes) -> AnyEvent:
     """:func:`verify` then :func:`parse`: the event, or a :class:`WebhookError`."""
-    verify(body, headers, secret=secret)
+    signer = _signer(secret)
+    del secret  # as in verify
+    _verify(signer, body, headers)
     return parse(body)
 
 
@@ -244,23 +229,133 @@ def _standard_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def _translate(message: str) -> WebhookVerificationError:
-    if "timestamp too" in message:
-        return WebhookVerificationError(
-            f"the webhook-timestamp is more than 5 minutes from now ({message.lower()}): "
-            "a replayed delivery or a wrong clock",
-            reason="timestamp",
+def _signer(secret: str | bytes) -> Any:
+    """The library's ``Webhook`` for ``secret``, or a str saying what is wrong with it.
+
+    Returns rather than raises, and keeps no library exception, so that nothing of the
+    secret reaches an exception chain (a ``UnicodeEncodeError`` would quote it whole)."""
+    try:
+        from standardwebhooks import Webhook
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "verifying webhooks needs standardwebhooks: "
+            "pip install 'codat-commerce-async[webhooks]'"
+        ) from exc
+    problem = _secret_problem(secret)
+    if problem is not None:
+        return problem
+    try:
+        signer = Webhook(secret)
+    except Exception:  # any refusal by the library: not a usable secret
+        signer = None
+    return "standardwebhooks refused it" if signer is None else signer
+
+
+def _secret_problem(secret: object) -> str | None:
+    """Why ``secret`` is not a usable ``whsec_`` secret (never quoting it), or None.
+
+    The library decodes the part after ``whsec_`` as lenient base64 (characters outside
+    the alphabet are skipped); a non-ASCII character or nothing left to decode is refused
+    here, with a message that names the problem but not the secret."""
+    if isinstance(secret, (bytes, bytearray)):
+        return None if secret else "it is empty"
+    if not isinstance(secret, str):
+        return f"it must be a str or bytes, not {type(secret).__name__}"
+    encoded = secret.removeprefix("whsec_")
+    if not encoded.isascii():
+        return (
+            "it holds a character that is not ASCII (a non-breaking space or similar "
+            "pasted with it?)"
         )
-    if "Missing required headers" in message:
-        return WebhookVerificationError(
-            "missing webhook-id, webhook-timestamp or webhook-signature header", reason="headers"
+    try:
+        key = base64.b64decode(encoded + "==")
+    except ValueError:  # binascii.Error: the message is about lengths, never the text
+        return "its base64 is cut short"
+    return None if key else "it is empty"
+
+
+def _verify(signer: Any, body: object, headers: Mapping[str, str]) -> None:
+    """The reason is decided from our own reading of the body and headers; the library
+    only says whether one signature matches (its messages differ between versions)."""
+    if isinstance(signer, str):
+        raise WebhookVerificationError(
+            f"the webhook secret is not a 'whsec_' base64 secret: {signer}", reason="secret"
         )
-    if "Invalid Signature Headers" in message:
-        return WebhookVerificationError(
+    text = _body_text(body)
+    wanted = _standard_headers(headers)
+    missing = [name for name in HEADERS if not wanted.get(name)]
+    if missing:
+        raise WebhookVerificationError(
+            f"missing {', '.join(missing)} header (every delivery has webhook-id, "
+            "webhook-timestamp and webhook-signature)",
+            reason="headers",
+        )
+    stamp = wanted["webhook-timestamp"].strip()
+    if not _UNIX_TIME.fullmatch(stamp):
+        raise WebhookVerificationError(
             "the webhook-timestamp header is not a Unix time", reason="headers"
         )
-    return WebhookVerificationError(
+    signatures = [
+        part for part in wanted["webhook-signature"].split() if _SIGNATURE.fullmatch(part)
+    ]
+    if not signatures:
+        raise WebhookVerificationError(
+            "the webhook-signature header holds no 'v1,<base64>' signature", reason="headers"
+        )
+    _check_timestamp(int(stamp))
+    from standardwebhooks import WebhookVerificationError as _Invalid
+
+    for signature in signatures:
+        # One at a time: an older library stops at the first entry it cannot decode.
+        one = {**wanted, "webhook-timestamp": stamp, "webhook-signature": signature}
+        try:
+            signer.verify(text, one, json_parse=False)
+        except (_Invalid, ValueError, TypeError):
+            continue
+        return
+    _check_timestamp(int(stamp))  # the library's clock may have crossed the 5 minutes since
+    raise WebhookVerificationError(
         "no webhook signature matches: wrong secret, or the body was changed "
         "(verify the raw body, before any JSON parsing)",
         reason="signature",
     )
+
+
+def _body_text(body: object) -> str:
+    """The body as the library signs it (UTF-8 text), or a clear refusal (raised outside
+    the ``except`` blocks: the chain would quote the body)."""
+    problem: WebhookVerificationError
+    if isinstance(body, str):
+        try:
+            body.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = WebhookVerificationError(
+                "the body is a str that is not valid text (it holds a lone surrogate): "
+                "pass the raw body bytes as received",
+                reason="body",
+            )
+        else:
+            return body
+    elif isinstance(body, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            problem = WebhookVerificationError("the body is not UTF-8", reason="signature")
+    else:
+        problem = WebhookVerificationError(
+            f"the body must be the raw request body (bytes or str), not "
+            f"{type(body).__name__}: verify before any JSON parsing",
+            reason="body",
+        )
+    raise problem
+
+
+def _check_timestamp(stamp: int) -> None:
+    skew = stamp - time.time()
+    if abs(skew) > _TOLERANCE:
+        when = "in the past" if skew < 0 else "in the future"
+        raise WebhookVerificationError(
+            f"the webhook-timestamp is more than 5 minutes from now ({abs(skew):.0f} s {when}): "
+            "a replayed delivery or a wrong clock",
+            reason="timestamp",
+        )

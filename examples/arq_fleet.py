@@ -28,17 +28,20 @@ to another worker this long, plus 10 s, after it started).
 from __future__ import annotations
 
 import asyncio
+import logging.config
 import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from arq import create_pool, func, run_worker
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job
+from arq.logs import default_log_config
 
-from codat_commerce_async import AsyncSyncClient, RedisLimits
+from codat_commerce_async import AsyncSyncClient, CodatError, RedisLimits
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6390/0")
 QUEUE = os.environ.get("CODAT_QUEUE", "codat:bulk")
@@ -65,8 +68,12 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await ctx["codat"].aclose()
-    await ctx["limits"].aclose()
+    # arq calls this after a failed startup too: close only what startup made, so the
+    # startup's own error (e.g. no CODAT_API_KEY) is the one reported.
+    if "codat" in ctx:
+        await ctx["codat"].aclose()
+    if "limits" in ctx:
+        await ctx["limits"].aclose()
 
 
 async def trigger_chunk(
@@ -149,10 +156,36 @@ async def enqueue_main(ids: list[str], chunk_size: int) -> int:
     return 1 if failed else 0
 
 
+def where(url: str) -> str:
+    """host:port/db of a Redis URL, without its credentials."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+    except ValueError:
+        return "REDIS_URL (unreadable)"
+
+
+def worker() -> int:
+    """Run a worker until Ctrl-C or SIGTERM, saying what it does; a bad setting is one line."""
+    logging.config.dictConfig(default_log_config(verbose=False))  # arq's job log lines
+    print(
+        f"arq_fleet worker: jobs from queue {QUEUE!r} on Redis {where(REDIS_URL)}, "
+        f"{WorkerSettings.max_jobs} chunks at once; Codat limits shared under prefix "
+        f"{os.environ.get('CODAT_LIMITS_PREFIX', 'codat')!r}. Ctrl-C to stop.",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        run_worker(WorkerSettings)  # type: ignore[arg-type]
+    except CodatError as exc:  # e.g. no CODAT_API_KEY, or Redis unreachable
+        print(f"arq_fleet worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["worker"]:
-        run_worker(WorkerSettings)  # type: ignore[arg-type]
-        return 0
+        return worker()
     if argv[:1] == ["enqueue"] and len(argv) in (2, 3):
         chunk = int(argv[2]) if len(argv) == 3 else 50
         return asyncio.run(enqueue_main(read_ids(argv[1]), chunk))

@@ -322,10 +322,12 @@ async def test_a_429_pauses_every_worker_until_retry_after(codat: ScriptedCodat)
 
 @pytest.mark.anyio
 async def test_the_gate_end_to_end_against_the_fake() -> None:
-    fake = FakeCodat()
+    # Virtual time: on a busy machine a wall clock let a request land inside the window.
+    clock = virtual_clock()
+    fake = FakeCodat(clock=clock, sleep=clock.sleep)
     fake.faults.randomly(Fault.latency(0.01), 1.0)
     fake.faults.script(Fault.rate_limited(0.3))
-    async with fake_client(fake) as client:
+    async with fake_client(fake, clock=clock) as client, clock.autojump():
         run = client.sync.request_sync_many(ids(40), concurrency=5, requests_per_minute=None)
         async with run as results:
             seen = [r async for r in results]

@@ -76,6 +76,17 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
+def bulk_refused_before_sending(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str], source: Path, out: Path
+) -> str:
+    """Run ``sync bulk``; it must exit 1 with one error line and send nothing."""
+    argv = ["sync", "bulk", str(source), "-o", str(out), "--no-progress", *conn(server)]
+    assert main(argv) == 1
+    line = one_line_error(capsys)
+    assert server.fake.requests == ()
+    return line
+
+
 # -- demo ------------------------------------------------------------------------------
 
 
@@ -200,8 +211,8 @@ def test_wait_timeout_is_one_line_and_non_zero(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["sync", "status", "not-a-uuid"], "COMPANY_ID must be a GUID"),
-        (["sync", "status", "{company}", "nope"], "SYNC_ID must be a GUID"),
+        (["sync", "status", "not-a-uuid"], "COMPANY_ID must be a UUID"),
+        (["sync", "status", "{company}", "nope"], "SYNC_ID must be a UUID"),
         (["sync", "status", "{company}", "{sync}"], "404 Not Found"),
         (
             ["sync", "range", "{company}", "--start", "2024-02-01", "--finish", "2024-01-01"],
@@ -221,7 +232,7 @@ def test_wait_timeout_is_one_line_and_non_zero(
         ),
         (["sync", "request", "{company}", "--idempotency-key", "k1"], "--idempotency-key must"),
         (["sync", "bulk", "ids.txt", "-o", "out.jsonl", "--to", "bad"], "--to is not"),
-        (["sync", "company-status", "acme"], "COMPANY_ID must be a GUID"),
+        (["sync", "company-status", "acme"], "COMPANY_ID must be a UUID"),
     ],
 )
 def test_errors_are_one_line_without_traceback(
@@ -316,8 +327,35 @@ def test_fake_server_help_describes_every_option(capsys: pytest.CaptureFixture[s
         "(default: info)",
         "GET /_fake/ledger",
         "POST /_fake/reset",
+        "POST /_fake/webhooks (sign and deliver one webhook",
     ):
         assert option in text, option
+
+
+def test_help_says_uuid_and_names_every_id_column(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI speaks as the SDK does (UUID, not GUID), and documents each CSV column name
+    it accepts."""
+    for command in (["sync", "request"], ["sync", "range"], ["sync", "bulk"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "GUID" not in text
+        if command[1] != "bulk":
+            assert "--idempotency-key UUID" in text
+    assert "companyId / company_id / company / id column" in text
+
+
+def test_a_refused_key_names_where_the_key_comes_from(
+    server: FakeCodatServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = str(uuid.uuid4())
+    argv = ["sync", "status", company, "--base-url", server.base_url, "--api-key", "wrong-key"]
+    assert main(argv) == 1
+    line = one_line_error(capsys)
+    assert "401" in line
+    for fix in ("CODAT_API_KEY", "--api-key", "api_key="):
+        assert fix in line
+    assert "wrong-key" not in line
 
 
 # -- bulk --------------------------------------------------------------------------------
@@ -517,13 +555,51 @@ def test_csv_without_an_id_column_is_refused(
     source.write_text(text)
     with pytest.raises(ValueError, match="no company id column"):
         read_company_ids(source)
-    argv = ["sync", "bulk", str(source), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
-    assert main([*argv, *conn(server)]) == 1
-    line = one_line_error(capsys)
+    line = bulk_refused_before_sending(server, capsys, source, tmp_path / "o.jsonl")
     assert f"(columns found: {columns})" in line
     assert "companyId, company_id, company or id" in line
-    assert server.fake.requests == ()
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("layout", ["csv", "semicolons"])
+def test_an_id_file_with_a_huge_field_is_one_line_and_sends_nothing(
+    server: FakeCodatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
+) -> None:
+    separator = "," if layout == "csv" else ";"
+    source = tmp_path / "ids.csv"
+    source.write_text(f"companyId{separator}note\n{uuid.uuid4()}{separator}{'x' * 200_000}\n")
+    line = bulk_refused_before_sending(server, capsys, source, tmp_path / "o.jsonl")
+    assert f"{source}: line 2 holds a field longer than" in line
+    assert "not a file of company ids" in line
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"event": "started", "company_id": ["a"], "idempotency_key": "k"}, "company_id"),
+        ({"event": "result", "company_id": {"id": "a"}, "ok": True}, "company_id"),
+        ({"event": ["started"], "company_id": "a"}, "event"),
+        ({"event": "started", "company_id": "a", "idempotency_key": {"k": 1}}, "idempotency_key"),
+    ],
+    ids=["list-company", "object-company", "list-event", "object-key"],
+)
+def test_a_journal_line_of_the_wrong_shape_is_one_line_and_sends_nothing(
+    server: FakeCodatServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    record: dict[str, Any],
+    field: str,
+) -> None:
+    company = str(uuid.uuid4())
+    source = tmp_path / "ids.txt"
+    source.write_text(f"{company}\n")
+    out = tmp_path / "out.jsonl"
+    good = {"event": "started", "company_id": company, "idempotency_key": str(uuid.uuid4())}
+    out.write_text(json.dumps(good) + "\n" + json.dumps(record) + "\n")
+    line = bulk_refused_before_sending(server, capsys, source, out)
+    assert f"{out}: line 2: {field} is not a string" in line
+    assert out.read_text().count("\n") == 2  # nothing appended
 
 
 def test_duplicate_ids_are_counted_and_dropped(

@@ -98,6 +98,26 @@ def test_base_url_rules(url: str, ok: bool) -> None:
             resolve_base_url(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("htps://api.codat.io", "did you mean 'https://api.codat.io'?"),
+        ("api.codat.io/v2", "did you mean 'https://api.codat.io/v2'?"),
+        ("https//api.codat.io", "did you mean 'https://api.codat.io'?"),
+        ("ftp://api.codat.io?token=t0ps3cret", "did you mean 'https://api.codat.io'?"),
+        ("https:///nohost", "such as 'https://api.codat.io'"),
+    ],
+)
+def test_a_base_url_typo_shows_the_value_and_a_hint(url: str, hint: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_base_url(url)
+    message = str(caught.value)
+    assert message.startswith("base_url must be an absolute http(s) URL")
+    assert repr(url.split("?")[0]) in message  # the value as given, its query cut
+    assert hint in message
+    assert "t0ps3cret" not in message
+
+
 def test_base_url_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODAT_BASE_URL", "http://127.0.0.1:9")
     assert str(resolve_base_url(None)) == "http://127.0.0.1:9"

@@ -37,16 +37,16 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--start ({format_datetime(start)}) is after --finish ({format_datetime(finish)})"
         )
-    _guid(args, "company_id", "COMPANY_ID", canonical_company_id)
-    _guid(args, "sync_id", "SYNC_ID", canonical_sync_id)
-    _guid(args, "idempotency_key", "--idempotency-key", validate_idempotency_key)
+    _uuid(args, "company_id", "COMPANY_ID", canonical_company_id)
+    _uuid(args, "sync_id", "SYNC_ID", canonical_sync_id)
+    _uuid(args, "idempotency_key", "--idempotency-key", validate_idempotency_key)
 
 
-def _guid(args: argparse.Namespace, attr: str, name: str, check: Callable[[str], object]) -> None:
+def _uuid(args: argparse.Namespace, attr: str, name: str, check: Callable[[str], object]) -> None:
     value: str | None = getattr(args, attr, None)
     if value is None:
         return
     try:
         check(value)
     except ValueError:
-        raise ValueError(f"{name} must be a GUID such as {_EXAMPLE}, got {value!r}") from None
+        raise ValueError(f"{name} must be a UUID such as {_EXAMPLE}, got {value!r}") from None

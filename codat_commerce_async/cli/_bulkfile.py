@@ -70,8 +70,7 @@ def read_company_ids_counted(path: Path) -> tuple[list[str], int]:
         return [], 0
     first = lines[0]
     if any(sep in first for sep in ",;\t"):
-        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
-        rows = list(csv.reader(io.StringIO("\n".join(lines)), dialect))
+        rows = _csv_rows(path, text, lines)
         column = _id_column(rows[0])
         if column is not None:
             rows = rows[1:]
@@ -90,6 +89,26 @@ def read_company_ids_counted(path: Path) -> tuple[list[str], int]:
             ids = ids[1:]
     unique = list(dict.fromkeys(_canonical(company) for company in ids))
     return unique, len(ids) - len(unique)
+
+
+def _csv_rows(path: Path, text: str, lines: list[str]) -> list[list[str]]:
+    """The rows of a CSV of company ids, or a ValueError naming the line at fault (raised
+    outside the ``except``: the csv module's own error says less)."""
+    reader = None
+    try:
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
+        reader = csv.reader(io.StringIO("\n".join(lines)), dialect)
+        return list(reader)
+    except csv.Error:
+        row = reader.line_num if reader is not None else 1
+    limit = csv.field_size_limit()
+    too_long = next((n for n, line in enumerate(text.splitlines(), 1) if len(line) > limit), None)
+    if too_long is not None:
+        raise ValueError(
+            f"{path}: line {too_long} holds a field longer than {limit:,} characters; "
+            "this is not a file of company ids"
+        )
+    raise ValueError(f"{path}: row {row} is not readable as CSV (check its quoting)")
 
 
 def _id_column(header: list[str]) -> int | None:
@@ -115,14 +134,23 @@ class Journal:
         if not path.exists():
             return journal
         with path.open(encoding="utf-8") as lines:
-            for line in lines:
+            for number, line in enumerate(lines, 1):
                 try:
                     entry = json.loads(line)
                     company = entry["company_id"]
                     event = entry["event"]
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     journal.skipped_lines += 1
                     continue
+                wrong = _wrongly_typed(entry)
+                if wrong is not None:
+                    # Not a torn line: a record this tool did not write. Guessing could
+                    # lose a recorded key (and start a second sync), so stop here.
+                    raise ValueError(
+                        f"{path}: line {number}: {wrong} is not a string, so this is not a "
+                        "journal written by codat-commerce (or it was edited); fix that line "
+                        "or write to another --output"
+                    )
                 if event == "started" and entry.get("idempotency_key"):
                     journal.keys[company] = entry["idempotency_key"]
                 elif event == "result":
@@ -131,6 +159,15 @@ class Journal:
                     elif entry.get("fresh_key_safe"):
                         journal.keys.pop(company, None)
         return journal
+
+
+def _wrongly_typed(entry: dict[str, Any]) -> str | None:
+    """The first journal field that is not a string (``idempotency_key`` may be null)."""
+    for name in ("company_id", "event"):
+        if not isinstance(entry[name], str):
+            return name
+    key = entry.get("idempotency_key")
+    return "idempotency_key" if key is not None and not isinstance(key, str) else None
 
 
 class _Writer:

@@ -96,14 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     request.add_argument("company_id", metavar="COMPANY_ID")
     request.add_argument("--to", dest="sync_to", metavar="DATE", help="sync up to this date")
-    request.add_argument("--idempotency-key", metavar="GUID", help="reuse this key (a retry)")
+    request.add_argument("--idempotency-key", metavar="UUID", help="reuse this key (a retry)")
     request.set_defaults(handler=_lazy("_sync", "request"))
 
     window = actions.add_parser("range", parents=leaf, help="sync a company for a date range")
     window.add_argument("company_id", metavar="COMPANY_ID")
     window.add_argument("--start", required=True, metavar="DATE")
     window.add_argument("--finish", required=True, metavar="DATE")
-    window.add_argument("--idempotency-key", metavar="GUID", help="reuse this key (a retry)")
+    window.add_argument("--idempotency-key", metavar="UUID", help="reuse this key (a retry)")
     window.set_defaults(handler=_lazy("_sync", "date_range"))
 
     status = actions.add_parser(
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=leaf,
         help="sync every company in a file; resumable",
         description="Trigger a sync for every company id in FILE (CSV with a companyId / "
-        "company_id / id column, or one id per line). Each company gets a 'started' line "
+        "company_id / company / id column, or one id per line). Each company gets a 'started' line "
         "(with its idempotency key, written before the request) and a 'result' line in "
         "OUTPUT. Rerun the same command to resume: finished companies are skipped and "
         "unfinished ones reuse their recorded key, so no sync starts twice.",
@@ -166,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the fake Codat Sync for Commerce API (the one in "
         "codat_commerce_async.testing) over HTTP until Ctrl-C. It prints its base URL and the "
         "credential it accepts once it is listening. Besides Codat's sync endpoints it "
-        "answers GET /_fake/ledger (JSON: requests received and syncs started, per company) "
-        "and POST /_fake/reset (forget everything) for tests in other processes. Needs "
+        "answers GET /_fake/ledger (JSON: requests received and syncs started, per company), "
+        "POST /_fake/reset (forget everything) and POST /_fake/webhooks (sign and deliver "
+        "one webhook: JSON {url, secret, eventType, payload?, id?}) for tests in other "
+        "processes. Needs "
         "uvicorn (pip install 'codat-commerce-async[fake-server]').",
     )
     fake.add_argument(

@@ -10,11 +10,14 @@ and ``POST /_fake/webhooks``. No credential is needed.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .._http_library import default_library
-from ._wire import Response, error_response, json_response
+from ..webhooks import _secret_problem
+from ._wire import Response, ValidationItem, error_response, json_response
 
 if TYPE_CHECKING:
     from ._app import FakeCodat
@@ -22,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["CONTROL_PREFIX", "control_response", "ledger_json"]
 
 CONTROL_PREFIX = "/_fake/"
+
+# A webhook id goes into the webhook-id header: printable ASCII, no spaces.
+_HEADER_TOKEN = re.compile(r"[!-~]{1,256}")
 
 
 def ledger_json(fake: FakeCodat) -> dict[str, Any]:
@@ -76,18 +82,61 @@ async def control_response(fake: FakeCodat, method: str, path: str, body: bytes)
 
 async def _send_webhook(fake: FakeCodat, body: bytes) -> Response:
     """``{"url", "secret", "eventType", "payload"?, "id"?}``: sign and deliver one webhook;
-    answers ``{"status": <the receiver's status>}``."""
-    try:
-        request = json.loads(body)
-        url, secret, event_type = request["url"], request["secret"], request["eventType"]
-        if not all(isinstance(v, str) for v in (url, secret, event_type)):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        return error_response(400, "Send JSON with string url, secret and eventType.")
+    answers ``{"status": <the receiver's status>}``, or a 400 naming the field at fault."""
+    request = _webhook_request(body)
+    if isinstance(request, ValidationItem):
+        return error_response(400, f"{request.item_id}: {request.message}", validation=[request])
     try:
         delivered = await fake.send_webhook(
-            url, event_type, request.get("payload"), secret=secret, event_id=request.get("id")
+            request["url"],
+            request["eventType"],
+            request.get("payload"),
+            secret=request["secret"],
+            event_id=request.get("id"),
         )
     except default_library().errors.any_error as exc:  # httpx's or httpx2's
         return error_response(502, f"The webhook could not be delivered: {type(exc).__name__}")
     return json_response(200, {"status": delivered.status_code})
+
+
+def _webhook_request(body: bytes) -> dict[str, Any] | ValidationItem:
+    """The checked request of ``POST /_fake/webhooks``, or what is wrong with it (the
+    secret's problem is described, never quoted)."""
+    try:
+        request = json.loads(body)
+    except (ValueError, RecursionError):
+        return ValidationItem(
+            "$", "The request body is not JSON (or is nested too deeply).", "Json"
+        )
+    if not isinstance(request, dict):
+        return ValidationItem("$", "The request body must be a JSON object.", "Type")
+    for name in ("url", "secret", "eventType"):
+        if not isinstance(request.get(name), str) or not request[name]:
+            return ValidationItem(name, f"{name} is required, as a non-empty string.", "Required")
+    if not _is_http_url(request["url"]):
+        return ValidationItem("url", "url must be an absolute http(s) URL.", "Url")
+    problem = _secret_problem(request["secret"])
+    if problem is not None:
+        return ValidationItem(
+            "secret", f"secret is not a 'whsec_' base64 secret: {problem}.", "Secret"
+        )
+    event_id = request.get("id")
+    if event_id is not None and not (
+        isinstance(event_id, str) and _HEADER_TOKEN.fullmatch(event_id)
+    ):
+        return ValidationItem(
+            "id", "id must be a string of printable ASCII without spaces (it is a header).", "Type"
+        )
+    payload = request.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        return ValidationItem("payload", "payload must be a JSON object.", "Type")
+    return request
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parsed = urlsplit(url)
+        host = parsed.hostname
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(host) and url.isascii() and url.isprintable()

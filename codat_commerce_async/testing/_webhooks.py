@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .._http_library import resolve_library
+from ..webhooks import _secret_problem
 
 if TYPE_CHECKING:
     from .._types import AsyncBaseTransport, Response
@@ -55,6 +56,9 @@ def sign_webhook(
         raise ImportError(
             "signing webhooks needs standardwebhooks: pip install 'codat-commerce-async[webhooks]'"
         ) from exc
+    problem = _secret_problem(secret)
+    if problem is not None:  # checked here: the library's own error could quote the secret
+        raise ValueError(f"secret is not a 'whsec_' base64 secret: {problem}")
     moment = timestamp or datetime.now(timezone.utc)
     msg_id = message_id or "msg_" + uuid.uuid4().hex
     signature = Webhook(secret).sign(msg_id, moment, body.decode("utf-8"))

@@ -160,3 +160,23 @@ async def test_a_worker_killed_mid_run(example, arq_pool, fleet, fake_server):
     assert any(row["job_try"] > 1 for row in outcome)  # the dead worker's chunks, redone
     assert all(fake.syncs_started(company) == 1 for company in ids)
     fake.assert_no_duplicate_syncs()
+
+
+def test_a_worker_says_what_it_does_and_a_missing_key_is_one_clear_line(redis_url, prefix):
+    """Without CODAT_API_KEY the worker stops with that error, not a KeyError from its
+    shutdown hiding it; and it says which queue and Redis it serves (never a password)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CODAT_API_KEY", "CODAT_AUTH")}
+    env.update({"REDIS_URL": redis_url, "CODAT_QUEUE": f"{prefix}:queue"})
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"jobs from queue '{prefix}:queue' on Redis" in done.stderr
+    assert "arq_fleet worker: ConfigurationError: " in done.stderr
+    assert "CODAT_API_KEY" in done.stderr
+    assert "KeyError" not in done.stderr and "Traceback" not in done.stderr
