@@ -7,10 +7,13 @@ attempt; the retry loop (:func:`~._retry.run_with_retries`) asks it for one
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
+import sniffio
 
 from . import _protocol
 from ._config import CallSettings
@@ -24,15 +27,24 @@ from ._send import send_attempt
 if TYPE_CHECKING:
     from ._core import Core
 
-__all__ = ["Call"]
+__all__ = ["Call", "pending_cancels"]
 
 T = TypeVar("T")
+
+
+def pending_cancels() -> int:
+    """The current asyncio task's cancel requests not taken back yet (``cancelling()``);
+    0 elsewhere (trio's cancellation is level-triggered: it cannot be lost)."""
+    if sniffio.current_async_library() != "asyncio":
+        return 0
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python >= 3.11
+    return 0 if cancelling is None else int(cancelling())
 
 
 class Call(Generic[T]):
     """The state of one logical call, shared by its attempts."""
 
-    __slots__ = ("attempts", "core", "key", "op", "request", "settings", "started")
+    __slots__ = ("attempts", "cancels", "core", "key", "op", "request", "settings", "started")
 
     def __init__(
         self,
@@ -52,6 +64,8 @@ class Call(Generic[T]):
         self.started = core.clock.now()
         #: Attempts sent (or being sent) so far.
         self.attempts = 0
+        #: The caller's pending cancel requests when the call began (see before_retry).
+        self.cancels = pending_cancels()
 
     # -- time ------------------------------------------------------------------
 
@@ -83,6 +97,14 @@ class Call(Generic[T]):
             request_sent=self.attempts > 0,
             not_retried_because="no time is left before the call's deadline",
         )
+
+    async def before_retry(self, failure: APIError) -> None:
+        """Never retry once the calling task is being cancelled: raise the cancellation
+        of an enclosing scope, or, on asyncio, a cancel request that arrived during the
+        call and was swallowed below us (the failure then only came from it)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if pending_cancels() > self.cancels:
+            raise asyncio.CancelledError("the calling task is being cancelled") from failure
 
     # -- running ---------------------------------------------------------------
 

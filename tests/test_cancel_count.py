@@ -13,6 +13,7 @@ sleeps; requests hang on an event until the test is done with them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -190,3 +191,41 @@ def test_a_cancel_in_the_same_step_as_the_runs_own_stop_is_not_swallowed(crash: 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(main())
     assert seen == {"cancelled with count": 1}
+
+
+def test_a_call_is_never_retried_once_its_task_is_being_cancelled() -> None:
+    """A cancel request that something below the SDK swallowed (as anyio < 4.x did when
+    a Ctrl-C and a timeout met in one iteration) leaves the task's count raised and the
+    attempt failed: the SDK raises the cancellation instead of sending a retry."""
+    sent: list[httpx.Request] = []
+    seen: dict[str, int] = {}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if len(sent) == 1:
+            me = asyncio.current_task()
+            assert me is not None
+            me.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)  # swallowed below the SDK, count not taken back
+        return httpx.Response(503, json={"statusCode": 503, "error": "busy"})
+
+    async def main() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        async with AsyncSyncClient(
+            api_key=CANARY_KEY,
+            base_url="https://api.codat.io",
+            transport=httpx.MockTransport(handler),
+            clock=virtual_clock(),
+        ) as client:
+            try:
+                await client.sync.request_sync(ids(1)[0])
+            except asyncio.CancelledError:
+                seen["cancelled with count"] = me.cancelling()
+                raise
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    assert seen == {"cancelled with count": 1}
+    assert len(sent) == 1  # no retry went out
