@@ -66,6 +66,9 @@ _SHUTDOWNS: set[asyncio.Task[None]] = set()
 #: The finaliser of every facade not closed yet, by a serial number (run at exit).
 _OPEN: dict[int, weakref.finalize[Any, Any]] = {}
 _SERIAL = itertools.count()
+#: Facades closed without a warning when dropped (the compat layer's: the original SDK
+#: had nothing to close).
+_QUIET: set[int] = set()
 #: Loop threads shutting down after their facade was dropped unclosed (joined at exit).
 _STOPPING: set[threading.Thread] = set()
 #: How long interpreter exit waits for forgotten facades to close their connections.
@@ -193,6 +196,7 @@ class _LoopThread:
             if self.in_loop_thread():
                 raise RuntimeError("SyncClient.close() cannot be called from its own loop")
             self.closed = True
+            _QUIET.discard(self._serial)
             finalizer = _OPEN.pop(self._serial, None)
             if finalizer is not None:
                 finalizer.detach()
@@ -258,6 +262,8 @@ def _abandoned(
     """The finaliser of a facade dropped unclosed: close its client and stop its loop
     without waiting (it may run on any thread, the loop's own included)."""
     _OPEN.pop(serial, None)
+    quiet = serial in _QUIET
+    _QUIET.discard(serial)
     try:
         if not sys.is_finalizing():  # afterwards the loop thread is frozen: do nothing
 
@@ -268,7 +274,8 @@ def _abandoned(
 
             loop.call_soon_threadsafe(begin)
             _STOPPING.add(thread)
-        warnings.warn(_UNCLOSED, ResourceWarning, stacklevel=1)
+        if not quiet:
+            warnings.warn(_UNCLOSED, ResourceWarning, stacklevel=1)
     except Exception:  # noqa: S110 - best effort at GC or interpreter shutdown
         pass
 
@@ -456,6 +463,11 @@ class SyncClient:
             f"SyncClient(base_url={str(self._async.base_url)!r}, "
             f"max_retries={self._async.max_retries}, auth=<redacted>)"
         )
+
+
+def close_quietly_when_dropped(client: SyncClient) -> None:
+    """Close ``client`` without a ``ResourceWarning`` when it is dropped unclosed."""
+    _QUIET.add(client._loop._serial)
 
 
 async def _build_async(options: dict[str, Any]) -> AsyncSyncClient:

@@ -215,3 +215,31 @@ def test_closing_the_blocking_client_ends_a_bulk_run_iterated_in_another_thread(
     assert not thread.is_alive()
     assert len(outcome) == 1
     assert isinstance(outcome[0], ClientClosedError), outcome
+
+
+def test_the_compat_engine_outlives_its_dropped_compat_client(
+    served: tuple[FakeCodat, str],
+) -> None:
+    """``CodatSyncCommerce(...).engine`` is a SyncClient handed out: it keeps working once
+    the compat client is gone, and is closed quietly (the original had nothing to close)."""
+    import base64
+    import warnings
+
+    from codat_commerce_async.compat import CodatSyncCommerce
+    from codat_commerce_async.compat.models import shared
+
+    fake, url = served
+    auth = "Basic " + base64.b64encode(fake.api_key.encode()).decode()
+    company = str(uuid.uuid4())
+    before = len(_loop_threads())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine = CodatSyncCommerce(security=shared.Security(auth_header=auth), server_url=url).engine
+        gc.collect()
+        engine.sync.request_sync(company)
+        del engine
+        gc.collect()
+    assert fake.syncs_started(company) == 1
+    for thread in _loop_threads()[before:]:
+        thread.join(HANG_GUARD)
+    assert len(_loop_threads()) == before
