@@ -234,7 +234,9 @@ def test_the_compat_engine_outlives_its_dropped_compat_client(
     before = len(_loop_threads())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        engine = CodatSyncCommerce(security=shared.Security(auth_header=auth), server_url=url).engine
+        engine = CodatSyncCommerce(
+            security=shared.Security(auth_header=auth), server_url=url
+        ).engine
         gc.collect()
         engine.sync.request_sync(company)
         del engine
