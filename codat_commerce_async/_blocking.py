@@ -131,7 +131,7 @@ class _LoopThread:
 
     def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
         if self.closed:
-            raise ClientClosedError("this SyncClient is closed; create a new one", attempts=0)
+            raise _closed()
         return self._call(fn, *args, **kwargs)
 
     def _call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
@@ -161,7 +161,12 @@ class _LoopThread:
             self._tasks.add(task)
             task.add_done_callback(finish)
 
-        self._loop.call_soon_threadsafe(start)
+        try:
+            self._loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop has ended: closed by another thread just now
+            if not self.closed:
+                raise
+            raise _closed() from None
         try:
             done.acquire()
         except BaseException:
@@ -172,9 +177,7 @@ class _LoopThread:
         task = started[0]
         if task.cancelled():
             if self.closed:
-                raise ClientClosedError(
-                    "the SyncClient was closed while this call was in flight", attempts=0
-                )
+                raise _closed("the SyncClient was closed while this call was in flight")
             raise concurrent.futures.CancelledError("the call was cancelled")
         return task.result()
 
@@ -182,7 +185,7 @@ class _LoopThread:
         self, cm: AbstractAsyncContextManager[T]
     ) -> AbstractContextManager[T]:
         if self.closed:
-            raise ClientClosedError("this SyncClient is closed; create a new one", attempts=0)
+            raise _closed()
         return _LoopContext(self, self.portal.wrap_async_context_manager(cm))
 
     def in_loop_thread(self) -> bool:
@@ -246,10 +249,12 @@ class _LoopContext(AbstractContextManager[T]):
             if not self._owner.closed:
                 raise
         if exc is None:
-            raise ClientClosedError(
-                "the SyncClient was closed while this bulk run was in progress", attempts=0
-            )
+            raise _closed("the SyncClient was closed while this bulk run was in progress")
         return None  # the error that ended the block (the close) goes on
+
+
+def _closed(message: str = "this SyncClient is closed; create a new one") -> ClientClosedError:
+    return ClientClosedError(message, attempts=0)
 
 
 def _abandoned(
@@ -273,6 +278,8 @@ def _abandoned(
                 task.add_done_callback(_SHUTDOWNS.discard)
 
             loop.call_soon_threadsafe(begin)
+            for ended in [t for t in list(_STOPPING) if not t.is_alive()]:
+                _STOPPING.discard(ended)  # a long-lived process drops many clients
             _STOPPING.add(thread)
         if not quiet:
             warnings.warn(_UNCLOSED, ResourceWarning, stacklevel=1)
