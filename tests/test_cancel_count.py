@@ -55,6 +55,16 @@ class Codat:
         raise AssertionError("released")
 
 
+def client_for(handler: Callable[[httpx.Request], Any]) -> AsyncSyncClient:
+    """A client on virtual time whose requests ``handler`` answers."""
+    return AsyncSyncClient(
+        api_key=CANARY_KEY,
+        base_url="https://api.codat.io",
+        transport=httpx.MockTransport(handler),
+        clock=virtual_clock(),
+    )
+
+
 def run_in_loop(body: Callable[[AsyncSyncClient], Any], codat: Codat) -> dict[str, int]:
     """Run ``body(client)`` in a task, cancel that task once ``codat`` holds its requests,
     and report how the task ended and its ``cancelling()`` count when it did."""
@@ -62,13 +72,7 @@ def run_in_loop(body: Callable[[AsyncSyncClient], Any], codat: Codat) -> dict[st
 
     async def main() -> None:
         codat.arrived, codat.release = asyncio.Event(), asyncio.Event()
-        transport = httpx.MockTransport(codat)
-        async with AsyncSyncClient(
-            api_key=CANARY_KEY,
-            base_url="https://api.codat.io",
-            transport=transport,
-            clock=virtual_clock(),
-        ) as client:
+        async with client_for(codat) as client:
 
             async def victim() -> None:
                 me = asyncio.current_task()
@@ -171,12 +175,7 @@ def test_a_cancel_in_the_same_step_as_the_runs_own_stop_is_not_swallowed(crash: 
                     raise OSError("input gone")
                 yield company
 
-        async with AsyncSyncClient(
-            api_key=CANARY_KEY,
-            base_url="https://api.codat.io",
-            transport=httpx.MockTransport(handler),
-            clock=virtual_clock(),
-        ) as client:
+        async with client_for(handler) as client:
             if crash == "progress callback":
                 run = client.sync.request_sync_many(companies, on_progress=progress)
             else:
@@ -213,12 +212,7 @@ def test_a_call_is_never_retried_once_its_task_is_being_cancelled() -> None:
     async def main() -> None:
         me = asyncio.current_task()
         assert me is not None
-        async with AsyncSyncClient(
-            api_key=CANARY_KEY,
-            base_url="https://api.codat.io",
-            transport=httpx.MockTransport(handler),
-            clock=virtual_clock(),
-        ) as client:
+        async with client_for(handler) as client:
             try:
                 await client.sync.request_sync(ids(1)[0])
             except asyncio.CancelledError:
