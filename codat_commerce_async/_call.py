@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
-import sniffio
 
 from . import _protocol
 from ._config import CallSettings
@@ -32,10 +31,11 @@ __all__ = ["Call", "pending_cancels"]
 T = TypeVar("T")
 
 
-def pending_cancels() -> int:
-    """The current asyncio task's cancel requests not taken back yet (``cancelling()``);
-    0 elsewhere (trio's cancellation is level-triggered: it cannot be lost)."""
-    if sniffio.current_async_library() != "asyncio":
+def pending_cancels(loop: object) -> int:
+    """The current task's cancel requests not taken back yet (``Task.cancelling()``), when
+    ``loop`` (the client's, see ``Core.loop``) is asyncio's; else 0: trio's cancellation
+    is level-triggered, it cannot be lost."""
+    if not isinstance(loop, asyncio.AbstractEventLoop):
         return 0
     cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python >= 3.11
     return 0 if cancelling is None else int(cancelling())
@@ -44,7 +44,7 @@ def pending_cancels() -> int:
 class Call(Generic[T]):
     """The state of one logical call, shared by its attempts."""
 
-    __slots__ = ("attempts", "cancels", "core", "key", "op", "request", "settings", "started")
+    __slots__ = ("attempts", "core", "key", "op", "request", "settings", "started")
 
     def __init__(
         self,
@@ -64,8 +64,6 @@ class Call(Generic[T]):
         self.started = core.clock.now()
         #: Attempts sent (or being sent) so far.
         self.attempts = 0
-        #: The caller's pending cancel requests when the call began (see before_retry).
-        self.cancels = pending_cancels()
 
     # -- time ------------------------------------------------------------------
 
@@ -100,10 +98,10 @@ class Call(Generic[T]):
 
     async def before_retry(self, failure: APIError) -> None:
         """Never retry once the calling task is being cancelled: raise the cancellation
-        of an enclosing scope, or, on asyncio, a cancel request that arrived during the
-        call and was swallowed below us (the failure then only came from it)."""
+        of an enclosing scope, or, on asyncio, a cancel request of the task that was
+        swallowed below us (the failure may only have come from it)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
-        if pending_cancels() > self.cancels:
+        if pending_cancels(self.core.loop) > 0:
             raise asyncio.CancelledError("the calling task is being cancelled") from failure
 
     # -- running ---------------------------------------------------------------
