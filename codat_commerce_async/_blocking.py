@@ -124,7 +124,7 @@ class _LoopThread:
         self.client = client
         # The finaliser holds what it closes, never this object.
         finalizer = weakref.finalize(
-            self, _abandoned, self._serial, self._thread, self._loop, self.portal, client
+            self, _abandoned, self._serial, self._pid, self._thread, self._loop, self.portal, client
         )
         finalizer.atexit = False  # _close_forgotten runs it, then waits for the thread
         _OPEN[self._serial] = finalizer
@@ -259,6 +259,7 @@ def _closed(message: str = "this SyncClient is closed; create a new one") -> Cli
 
 def _abandoned(
     serial: int,
+    pid: int,
     thread: threading.Thread,
     loop: asyncio.AbstractEventLoop,
     portal: BlockingPortal,
@@ -269,6 +270,8 @@ def _abandoned(
     _OPEN.pop(serial, None)
     quiet = serial in _QUIET
     _QUIET.discard(serial)
+    if pid != os.getpid():
+        return  # a forked child: the loop thread and the sockets are the parent's
     try:
         if not sys.is_finalizing():  # afterwards the loop thread is frozen: do nothing
 
