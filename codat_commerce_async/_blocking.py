@@ -11,14 +11,18 @@ async client: the methods here are generated from it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import copy
 import datetime
+import itertools
 import os
 import ssl
 import sys
 import threading
+import time
 import warnings
+import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
@@ -39,6 +43,7 @@ from ._config import (
     RetryPolicy,
 )
 from ._events import EventHook
+from ._exceptions import ClientClosedError
 from ._http_library import HttpLibraryName
 from ._limits import ClientLimits
 from ._quota import DEFAULT_QUOTA_RESERVE
@@ -58,13 +63,30 @@ T = TypeVar("T")
 _Started = tuple[BlockingPortal, asyncio.AbstractEventLoop]
 #: Shutdowns begun by finalisers (the loop keeps only weak references to tasks).
 _SHUTDOWNS: set[asyncio.Task[None]] = set()
+#: The finaliser of every facade not closed yet, by a serial number (run at exit).
+_OPEN: dict[int, weakref.finalize[Any, Any]] = {}
+_SERIAL = itertools.count()
+#: Facades closed without a warning when dropped (the compat layer's: the original SDK
+#: had nothing to close).
+_QUIET: set[int] = set()
+#: Loop threads shutting down after their facade was dropped unclosed (joined at exit).
+_STOPPING: set[threading.Thread] = set()
+#: How long interpreter exit waits for forgotten facades to close their connections.
+_EXIT_GRACE = 5.0
+_UNCLOSED = "SyncClient was left without being closed; use 'with SyncClient(...)' or call close()"
 
 
 class _LoopThread:
-    """An asyncio event loop in a daemon thread, run by an anyio blocking portal.
+    """An asyncio event loop in a daemon thread, run by an anyio blocking portal, and the
+    :class:`AsyncSyncClient` it runs: the lifetime of one facade.
 
-    A daemon thread, because a facade someone forgot to close must not keep the
-    interpreter from exiting.
+    Everything a :class:`SyncClient` hands out (its ``with_options`` copies, resources,
+    raw-response views, bound methods and bulk runs) holds this object, so the loop and
+    the pool live while any of them does: ``SyncClient(...).sync.request_sync(...)``
+    works. When the last of them goes without ``close()``, a finaliser closes the client
+    and stops the loop, with one ``ResourceWarning`` naming ``SyncClient``; facades still
+    open at interpreter exit are closed then. A daemon thread, because a forgotten
+    facade must not keep the interpreter from exiting.
     """
 
     def __init__(self) -> None:
@@ -76,6 +98,9 @@ class _LoopThread:
         self.portal, self._loop = ready.result()
         self._pid = os.getpid()
         self._tasks: set[asyncio.Task[Any]] = set()  # touched only on the loop thread
+        self._lock = threading.Lock()
+        self.closed = False
+        self._serial = next(_SERIAL)
 
     @staticmethod
     def _run(
@@ -94,7 +119,22 @@ class _LoopThread:
             else:
                 raise
 
+    def adopt(self, client: AsyncSyncClient) -> None:
+        """Own ``client``: close it when this object is dropped unclosed."""
+        self.client = client
+        # The finaliser holds what it closes, never this object.
+        finalizer = weakref.finalize(
+            self, _abandoned, self._serial, self._pid, self._thread, self._loop, self.portal, client
+        )
+        finalizer.atexit = False  # _close_forgotten runs it, then waits for the thread
+        _OPEN[self._serial] = finalizer
+
     def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        if self.closed:
+            raise _closed()
+        return self._call(fn, *args, **kwargs)
+
+    def _call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
         if self._pid != os.getpid():
             # The loop thread was not copied by fork(): waiting on it would hang forever.
             raise RuntimeError(
@@ -121,7 +161,12 @@ class _LoopThread:
             self._tasks.add(task)
             task.add_done_callback(finish)
 
-        self._loop.call_soon_threadsafe(start)
+        try:
+            self._loop.call_soon_threadsafe(start)
+        except RuntimeError:  # the loop has ended: closed by another thread just now
+            if not self.closed:
+                raise
+            raise _closed() from None
         try:
             done.acquire()
         except BaseException:
@@ -131,32 +176,44 @@ class _LoopThread:
             raise
         task = started[0]
         if task.cancelled():
-            raise concurrent.futures.CancelledError("the call was cancelled (client closed?)")
+            if self.closed:
+                raise _closed("the SyncClient was closed while this call was in flight")
+            raise concurrent.futures.CancelledError("the call was cancelled")
         return task.result()
 
     def wrap_async_context_manager(
         self, cm: AbstractAsyncContextManager[T]
     ) -> AbstractContextManager[T]:
-        return self.portal.wrap_async_context_manager(cm)
+        if self.closed:
+            raise _closed()
+        return _LoopContext(self, self.portal.wrap_async_context_manager(cm))
 
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def stop_soon(self, client: AsyncSyncClient) -> None:
-        """Close ``client`` and stop the loop without waiting for either: safe in a
-        finaliser (``portal.start_task_soon`` waits for the loop thread, which at
-        interpreter exit never answers)."""
-
-        def begin() -> None:
-            task = self._loop.create_task(_shutdown(client, self.portal))
-            _SHUTDOWNS.add(task)
-            task.add_done_callback(_SHUTDOWNS.discard)
-
-        self._loop.call_soon_threadsafe(begin)
+    def close(self) -> None:
+        """Close the client, end what still runs on the loop, stop the loop. Idempotent."""
+        with self._lock:
+            if self.closed:
+                return
+            if self.in_loop_thread():
+                raise RuntimeError("SyncClient.close() cannot be called from its own loop")
+            self.closed = True
+            _QUIET.discard(self._serial)
+            finalizer = _OPEN.pop(self._serial, None)
+            if finalizer is not None:
+                finalizer.detach()
+            try:
+                self._call(self.client.aclose)
+            finally:
+                self.stop()
 
     def stop(self) -> None:
+        """End the calls and bulk runs still running, then stop the loop and its thread."""
         self.portal.call(self._cancel_tasks)
-        self.portal.call(self.portal.stop)
+        # cancel_remaining: a bulk run entered from a thread ends here, not when (if
+        # ever) that thread leaves it.
+        self.portal.call(self.portal.stop, True)
         self._thread.join()
 
     async def _cancel_tasks(self) -> None:
@@ -166,6 +223,87 @@ class _LoopThread:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+class _LoopContext(AbstractContextManager[T]):
+    """A context manager run on the loop (a bulk run): if ``close()`` ended it first,
+    leaving it says so with :class:`ClientClosedError` instead of failing on the loop."""
+
+    def __init__(self, owner: _LoopThread, cm: AbstractContextManager[T]) -> None:
+        self._owner = owner
+        self._cm = cm
+
+    def __enter__(self) -> T:
+        return self._cm.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            return self._cm.__exit__(exc_type, exc, tb)
+        except (RuntimeError, concurrent.futures.CancelledError):
+            # The portal stopped, or cancelled the block's task: close() got there first.
+            if not self._owner.closed:
+                raise
+        if exc is None:
+            raise _closed("the SyncClient was closed while this bulk run was in progress")
+        return None  # the error that ended the block (the close) goes on
+
+
+def _closed(message: str = "this SyncClient is closed; create a new one") -> ClientClosedError:
+    return ClientClosedError(message, attempts=0)
+
+
+def _abandoned(
+    serial: int,
+    pid: int,
+    thread: threading.Thread,
+    loop: asyncio.AbstractEventLoop,
+    portal: BlockingPortal,
+    client: AsyncSyncClient,
+) -> None:
+    """The finaliser of a facade dropped unclosed: close its client and stop its loop
+    without waiting (it may run on any thread, the loop's own included)."""
+    _OPEN.pop(serial, None)
+    quiet = serial in _QUIET
+    _QUIET.discard(serial)
+    if pid != os.getpid():
+        return  # a forked child: the loop thread and the sockets are the parent's
+    try:
+        if not sys.is_finalizing():  # afterwards the loop thread is frozen: do nothing
+
+            def begin() -> None:
+                task = loop.create_task(_shutdown(client, portal))
+                _SHUTDOWNS.add(task)
+                task.add_done_callback(_SHUTDOWNS.discard)
+
+            loop.call_soon_threadsafe(begin)
+            for ended in [t for t in list(_STOPPING) if not t.is_alive()]:
+                _STOPPING.discard(ended)  # a long-lived process drops many clients
+            _STOPPING.add(thread)
+        if not quiet:
+            warnings.warn(_UNCLOSED, ResourceWarning, stacklevel=1)
+    except Exception:  # noqa: S110 - best effort at GC or interpreter shutdown
+        pass
+
+
+@atexit.register
+def _close_forgotten() -> None:
+    """At exit, close the facades still open (as if dropped) and give their loops a
+    moment to close their connections, so nothing is left half-closed. (Not through
+    weakref.finalize's own exit hook: once that has run, finalisers no longer call.)"""
+    for finalizer in list(_OPEN.values()):
+        alive = finalizer.detach()
+        if alive is not None:
+            _, func, args, _ = alive
+            func(*args)
+    deadline = time.monotonic() + _EXIT_GRACE
+    for thread in list(_STOPPING):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    _STOPPING.clear()
 
 
 class SyncClient:
@@ -235,16 +373,14 @@ class SyncClient:
             "quota_reserve": quota_reserve,
             "http_library": http_library,
         }
-        self._lock = threading.Lock()
-        self._closed = False
         self._owner = True
-        self._origin: SyncClient | None = None
         self._loop = _LoopThread()
         try:
             self._async: AsyncSyncClient = self._loop.call(_build_async, options)
         except BaseException:
             self._loop.stop()
             raise
+        self._loop.adopt(self._async)
         self.sync = SyncResource(self._loop, self._async.sync)
 
     def with_options(
@@ -260,11 +396,7 @@ class SyncClient:
         """A copy with other call settings sharing this client's loop, pool and limits.
         Only the original's :meth:`close` shuts them down."""
         other = copy.copy(self)
-        other._closed = False
         other._owner = False
-        # The original owns the loop and the pool: it must outlive every copy, or its
-        # finaliser would shut them down under the copy (``SyncClient(...).with_options()``).
-        other._origin = self
         other._async = self._async.with_options(
             timeout=timeout,
             max_retries=max_retries,
@@ -317,22 +449,13 @@ class SyncClient:
     @property
     def is_closed(self) -> bool:
         """True once :meth:`close` has run."""
-        return self._closed or self._async.is_closed
+        return self._loop.closed or self._async.is_closed
 
     def close(self) -> None:
-        """Close the connection pool and stop the background loop. Idempotent."""
-        if not self._owner:
-            return
-        with self._lock:
-            if self._closed:
-                return
-            if self._loop.in_loop_thread():
-                raise RuntimeError("SyncClient.close() cannot be called from its own loop")
-            self._closed = True
-            try:
-                self._loop.call(self._async.aclose)
-            finally:
-                self._loop.stop()
+        """Close the connection pool and stop the background loop; calls and bulk runs
+        still running end with :class:`ClientClosedError`. Idempotent."""
+        if self._owner:
+            self._loop.close()
 
     def __enter__(self) -> SyncClient:
         return self
@@ -351,23 +474,10 @@ class SyncClient:
             f"max_retries={self._async.max_retries}, auth=<redacted>)"
         )
 
-    def __del__(self) -> None:
-        if not getattr(self, "_owner", False) or getattr(self, "_closed", True):
-            return
-        try:
-            warnings.warn(
-                "SyncClient was garbage-collected without being closed; use "
-                "'with SyncClient(...)' or call close()",
-                ResourceWarning,
-                stacklevel=1,
-                source=self,
-            )
-            self._closed = True
-            if not sys.is_finalizing():
-                # At interpreter exit the loop thread (a daemon) is frozen: do nothing.
-                self._loop.stop_soon(self._async)
-        except Exception:  # noqa: S110 - best effort at GC or interpreter shutdown
-            pass
+
+def close_quietly_when_dropped(client: SyncClient) -> None:
+    """Close ``client`` without a ``ResourceWarning`` when it is dropped unclosed."""
+    _QUIET.add(client._loop._serial)
 
 
 async def _build_async(options: dict[str, Any]) -> AsyncSyncClient:

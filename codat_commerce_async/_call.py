@@ -7,10 +7,12 @@ attempt; the retry loop (:func:`~._retry.run_with_retries`) asks it for one
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from . import _protocol
 from ._config import CallSettings
@@ -24,9 +26,19 @@ from ._send import send_attempt
 if TYPE_CHECKING:
     from ._core import Core
 
-__all__ = ["Call"]
+__all__ = ["Call", "pending_cancels"]
 
 T = TypeVar("T")
+
+
+def pending_cancels(loop: object) -> int:
+    """The current task's cancel requests not taken back yet (``Task.cancelling()``), when
+    ``loop`` (the client's, see ``Core.loop``) is asyncio's; else 0: trio's cancellation
+    is level-triggered, it cannot be lost."""
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        return 0
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)  # Python >= 3.11
+    return 0 if cancelling is None else int(cancelling())
 
 
 class Call(Generic[T]):
@@ -94,6 +106,14 @@ class Call(Generic[T]):
             request_sent=self.attempts > 0,
             not_retried_because="no time is left before the call's deadline",
         )
+
+    async def before_retry(self, failure: APIError) -> None:
+        """Never retry once the calling task is being cancelled: raise the cancellation
+        of an enclosing scope, or, on asyncio, a cancel request of the task that was
+        swallowed below us (the failure may only have come from it)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if pending_cancels(self.core.loop) > 0:
+            raise asyncio.CancelledError("the calling task is being cancelled") from failure
 
     # -- running ---------------------------------------------------------------
 

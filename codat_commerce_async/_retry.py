@@ -236,6 +236,7 @@ async def run_with_retries(call: Call[T]) -> APIResponse[T]:
                     ),
                 ):
                     raise
+            await call.before_retry(exc)
             if budget is not None:
                 cost = budget.cost_of(exc)
                 if not budget.try_acquire(cost):

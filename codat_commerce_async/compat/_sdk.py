@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-import weakref
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .._blocking import SyncClient
+from .._blocking import SyncClient, close_quietly_when_dropped
 from .._config import DEFAULT_ATTEMPT_TIMEOUT
 from .._exceptions import APIStatusError, RetryBudgetExhaustedError
 from .._models import SyncSummary
@@ -174,7 +173,9 @@ class CodatSyncCommerce:
         self._engine = SyncClient(base_url=server_url, **engine_options)
         self._variants: dict[EngineRetrySettings, SyncClient] = {}
         self._lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _release, self._engine)
+        # The engine closes itself once nothing uses it (this object, its .sync, or the
+        # engine handed out by .engine): quietly, as the original had nothing to close.
+        close_quietly_when_dropped(self._engine)
         self.sync = Sync(self)
 
     @property
@@ -201,7 +202,7 @@ class CodatSyncCommerce:
 
     def close(self) -> None:
         """Close the connection pool and stop the background loop (idempotent)."""
-        self._finalizer()
+        self._engine.close()
 
     def __enter__(self) -> CodatSyncCommerce:
         return self
@@ -216,12 +217,3 @@ class CodatSyncCommerce:
 
     def __repr__(self) -> str:
         return f"CodatSyncCommerce(server_url={str(self._engine.base_url)!r}, auth=<redacted>)"
-
-
-def _release(engine: SyncClient) -> None:
-    """Close a forgotten client quietly (the original had nothing to close)."""
-    try:
-        engine.close()
-    except RuntimeError:
-        # Collected on the engine's own loop thread: close from another thread instead.
-        threading.Thread(target=engine.close, name="codat-compat-close", daemon=True).start()
