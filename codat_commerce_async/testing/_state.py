@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -158,6 +158,8 @@ class FakeState:
         self._known: set[str] = {c.lower() for c in companies or ()}
         self._unknown: set[str] = set()
         self.default_duration = default_duration
+        #: Draws each new sync's duration from the company id (None: the default).
+        self.durations: Callable[[str], float] | None = None
         self.default_outcome = SyncOutcome()
         self._outcomes: dict[str, SyncOutcome] = {}
         self._syncs: list[StartedSync] = []
@@ -204,7 +206,10 @@ class FakeState:
     ) -> StartedSync:
         with self._lock:
             outcome = self._outcomes.get(company_id, self.default_outcome)
-            duration = outcome.duration if outcome.duration is not None else self.default_duration
+            duration = outcome.duration
+            if duration is None:
+                draw = self.durations
+                duration = self.default_duration if draw is None else float(draw(company_id))
             commerce_sync_id = str(uuid.uuid4())
             sync = StartedSync(
                 sync_id=str(uuid.uuid4()) if separate_ids else commerce_sync_id,
