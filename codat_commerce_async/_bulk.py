@@ -241,6 +241,7 @@ class BulkRun:
         self._entered = False
         self._crash: BaseException | None = None
         self._tg: TaskGroup | None = None
+        self._scope: anyio.CancelScope | None = None  # the run's own tasks (see _drive)
         self._receive: MemoryObjectReceiveStream[BulkResult] | None = None
         self._rate_scope: contextlib.ExitStack | None = None
         self._pace: float | None = None  # requests a minute, once started
@@ -304,6 +305,7 @@ class BulkRun:
         self._pace = rate
         send, receive = anyio.create_memory_object_stream[BulkResult](self._workers)
         self._receive = receive
+        self._scope = anyio.CancelScope(shield=True)
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()
         if rate is not None:
@@ -321,9 +323,12 @@ class BulkRun:
         tg = self._tg
         assert tg is not None
         assert self._receive is not None
-        tg.cancel_scope.cancel()
+        assert self._scope is not None
+        self._scope.cancel()  # stop the run's tasks; the caller's own scope is not touched
         try:
             if exc is None or isinstance(exc, anyio.get_cancelled_exc_class()):
+                # A cancellation from outside propagates (the task group swallows
+                # only its own), and then wins over a crash of the run.
                 suppressed = bool(await tg.__aexit__(exc_type, exc, tb))
             else:
                 # Your exception: stop the workers, then let it through as it is
@@ -334,7 +339,8 @@ class BulkRun:
             self._receive.close()
             if self._rate_scope is not None:
                 self._rate_scope.close()
-        if self._crash is not None:
+        outside_cancel = isinstance(exc, anyio.get_cancelled_exc_class()) and not suppressed
+        if self._crash is not None and not outside_cancel:
             raise self._crash
         return suppressed
 
@@ -342,31 +348,45 @@ class BulkRun:
         if self._crash is None:
             self._crash = exc
         assert self._tg is not None
-        self._tg.cancel_scope.cancel()
+        assert self._scope is not None
+        self._scope.cancel()
+        self._tg.cancel_scope.cancel()  # interrupt the block too: the crash is raised there
 
     async def _drive(self, job: Job, results: MemoryObjectSendStream[BulkResult]) -> None:
+        """The run, in a task of the caller's task group, under a shielded scope.
+
+        Why the shield: anyio (4.x, asyncio) hands a scope's pending uncancellations to
+        its parent when the parent is cancelled too, even when the parent belongs to
+        another task; a cancelled run then uncancelled the *caller's* task once too
+        often and could swallow a Ctrl-C (docs/known-issues.md). A shielded scope never
+        hands them on, so every scope below it settles its count in this task. The
+        run stops only through ``self._scope`` (``__aexit__`` and ``_fail`` cancel it).
+        """
         inputs, pulled = anyio.create_memory_object_stream[Any](0)
-        async with results, anyio.create_task_group() as tg:
-            for _ in range(self._workers):
-                tg.start_soon(self._work, job, pulled.clone(), results.clone())
-            if self._waits is not None:
-                due, taken = anyio.create_memory_object_stream[Waiting](0)
-                for _ in range(self._waits.in_flight):
-                    tg.start_soon(self._poll_worker, taken.clone(), results.clone())
-                taken.close()
-                tg.start_soon(self._dispatch, due)
-            pulled.close()
-            async with inputs:
-                try:
-                    items = self._items
-                    if isinstance(items, AsyncIterable):
-                        async for item in items:
-                            await inputs.send(item)
-                    else:
-                        for item in items:
-                            await inputs.send(item)
-                except Exception as exc:
-                    self._fail(exc)
+        assert self._scope is not None
+        with self._scope:
+            async with results, anyio.create_task_group() as tg:
+                for _ in range(self._workers):
+                    tg.start_soon(self._work, job, pulled.clone(), results.clone())
+                if self._waits is not None:
+                    # The poll schedule's tasks live under the shield too (see above).
+                    due, taken = anyio.create_memory_object_stream[Waiting](0)
+                    for _ in range(self._waits.in_flight):
+                        tg.start_soon(self._poll_worker, taken.clone(), results.clone())
+                    taken.close()
+                    tg.start_soon(self._dispatch, due)
+                pulled.close()
+                async with inputs:
+                    try:
+                        items = self._items
+                        if isinstance(items, AsyncIterable):
+                            async for item in items:
+                                await inputs.send(item)
+                        else:
+                            for item in items:
+                                await inputs.send(item)
+                    except Exception as exc:
+                        self._fail(exc)
 
     async def _work(
         self,
