@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
@@ -311,20 +312,16 @@ class FakeCodat:
     def syncs_started(self, company_id: str | None = None) -> int:
         """How many syncs were started, for one company or in total."""
         company = _require_uuid(company_id) if company_id is not None else None
-        return len(self._state.syncs(company))
+        return self._state.sync_count(company)
 
     def assert_no_duplicate_syncs(self) -> None:
         """Fail if one ``Idempotency-Key`` started more than one sync."""
-        seen: dict[str, str] = {}
-        for sync in self.syncs:
-            key = sync.idempotency_key
-            if key is None:
-                continue
-            if key in seen:
-                raise AssertionError(
-                    f"Idempotency-Key {key!r} started syncs {seen[key]} and {sync.sync_id}"
-                )
-            seen[key] = sync.sync_id
+        duplicates = self._state.duplicate_keys()
+        if duplicates:
+            key, (first, second, *_) = next(iter(duplicates.items()))
+            raise AssertionError(
+                f"Idempotency-Key {key!r} started syncs {first.sync_id} and {second.sync_id}"
+            )
 
     async def send_webhook(
         self,
@@ -459,9 +456,10 @@ class FakeCodat:
         )
 
     def _record(self, ex: _Exchange, response: Response | None) -> None:
+        # Header names interned: one copy of "idempotency-key" for all records, not one each.
         headers = tuple(
             (
-                name.decode("latin-1").lower(),
+                sys.intern(name.decode("latin-1").lower()),
                 REDACTED if name.lower() == b"authorization" else value.decode("latin-1"),
             )
             for name, value in ex.headers
@@ -704,7 +702,7 @@ class FakeCodat:
         finish: str,
         now: float,
     ) -> Response:
-        previous = self._state.syncs(company_id)
+        previous = self._state.latest(company_id)
         sync = self._state.start_sync(
             company_id=company_id,
             operation=operation,
@@ -755,21 +753,22 @@ class FakeCodat:
 
     def _status(self, operation: str, company_id: str, sync_ref: str | None) -> Response:
         now = self._clock()
-        syncs = self._state.syncs(company_id)
         if operation == "list-syncs":
+            syncs = self._state.syncs(company_id)
             return json_response(200, [_status_json(s, now) for s in syncs])
         if operation == "get-sync-status":
-            return self._sync_status(company_id, syncs, now)
+            return self._sync_status(company_id, self._state.latest(company_id, 2), now)
         found: StartedSync | None
         if operation == "get-latest-sync":
-            found = syncs[-1] if syncs else None
+            latest = self._state.latest(company_id)
+            found = latest[-1] if latest else None
             missing = f"No syncs were found for company {company_id}"
         elif operation == "get-last-successful-sync":
             found = self._state.last_successful(company_id, now)
             missing = f"No successful sync was found for company {company_id}"
         else:
             wanted = canonical_uuid(sync_ref or "")
-            found = next((s for s in syncs if s.sync_id == wanted), None)
+            found = self._state.sync_by_id(company_id, wanted) if wanted else None
             missing = f"No sync was found with ID {sync_ref}"
         if found is None:
             return error_response(404, missing)
@@ -778,7 +777,8 @@ class FakeCodat:
     def _sync_status(self, company_id: str, syncs: tuple[StartedSync, ...], now: float) -> Response:
         """``get-sync-status``: the spec's ``SyncStatus`` ("the status of syncing for a
         company and its connections"). Codat does not say which sync it describes; the
-        fake reports the latest, and 404 before the first (both assumptions)."""
+        fake reports the latest, and 404 before the first (both assumptions). ``syncs`` holds
+        the company's newest two (or fewer)."""
         if not syncs:
             return error_response(404, f"No syncs were found for company {company_id}")
         latest = syncs[-1]

@@ -6,6 +6,9 @@
 * A 429 is not stored: the key is released so the caller can retry with it.
 * Every other response, 4xx and 5xx included, is stored.
 
+Expired entries are dropped as time passes (oldest first, O(1) per request), so a long run
+holds at most 90 minutes of keys.
+
 The ledger's own 409 and 422 answers are not stored: they belong to the second request, while
 the key belongs to the first.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -38,8 +42,8 @@ def fingerprint(method: str, target: str, body: bytes) -> str:
         ).encode()
     except (ValueError, RecursionError):
         canonical = body
-    digest = hashlib.sha256(canonical).hexdigest()
-    return f"{method} {target} {digest}"
+    # One digest of everything: a key's entry holds 64 characters, not the whole path.
+    return hashlib.sha256(f"{method} {target}\n".encode() + canonical).hexdigest()
 
 
 class _Entry:
@@ -68,17 +72,21 @@ class IdempotencyLedger:
         self._clock = clock
         self.ttl = ttl
         self._entries: dict[str, _Entry] = {}
+        self._expiry: deque[tuple[str, _Entry]] = deque()
+        """Stored entries in the order they were stored, hence in the order they expire."""
+
+    def _expire(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry and now - expiry[0][1].stored_at >= self.ttl:
+            key, entry = expiry.popleft()
+            if self._entries.get(key) is entry:
+                del self._entries[key]
 
     def begin(self, key: str, request_fingerprint: str) -> Decision:
         """Look ``key`` up; on "proceed" the key is reserved until :meth:`finish`."""
         with self._lock:
+            self._expire(self._clock())
             entry = self._entries.get(key)
-            if (
-                entry is not None
-                and entry.response is not None
-                and self._clock() - entry.stored_at >= self.ttl
-            ):
-                entry = None
             if entry is None:
                 entry = _Entry(request_fingerprint)
                 self._entries[key] = entry
@@ -100,6 +108,7 @@ class IdempotencyLedger:
             assert isinstance(token, _Entry)
             token.response = response
             token.stored_at = self._clock()
+            self._expiry.append((key, token))
 
     def __len__(self) -> int:
         with self._lock:
@@ -109,3 +118,4 @@ class IdempotencyLedger:
         """Forget every key."""
         with self._lock:
             self._entries.clear()
+            self._expiry.clear()

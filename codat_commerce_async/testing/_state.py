@@ -84,7 +84,7 @@ class SyncOutcome:
         return 2000 <= self.status_code < 3000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StartedSync:
     """A sync the fake really started: one per successful trigger, never for a replay."""
 
@@ -115,7 +115,7 @@ class StartedSync:
         return now - self.started_at >= self.duration
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One request the fake received, and what it did with it."""
 
@@ -149,8 +149,41 @@ class RequestRecord:
         return json.loads(self.body)
 
 
+class _CompanySyncs:
+    """One company's syncs, oldest first, with what the endpoints look up kept at hand.
+
+    ``last_successful`` is answered without rescanning history: ``settled`` is the newest
+    successful sync known to have finished, ``pending`` the successful ones started after
+    it that had not finished when last asked (the clock only moves forward).
+    """
+
+    __slots__ = ("pending", "settled", "syncs")
+
+    def __init__(self) -> None:
+        self.syncs: list[StartedSync] = []
+        self.settled: StartedSync | None = None
+        self.pending: list[StartedSync] = []
+
+    def add(self, sync: StartedSync) -> None:
+        self.syncs.append(sync)
+        if sync.outcome.succeeded:
+            self.pending.append(sync)
+
+    def last_successful(self, now: float) -> StartedSync | None:
+        for index in range(len(self.pending) - 1, -1, -1):
+            if self.pending[index].finished_at(now):
+                self.settled = self.pending[index]
+                del self.pending[: index + 1]  # older than the one found: never newest again
+                break
+        return self.settled
+
+
 class FakeState:
-    """Companies, syncs and records behind one lock (read from any thread)."""
+    """Companies, syncs and records behind one lock (read from any thread).
+
+    Syncs are indexed by company, by sync id and by idempotency key, so each request costs
+    the same however many syncs were recorded before it.
+    """
 
     def __init__(self, companies: Iterable[str] | None, default_duration: float) -> None:
         self._lock = threading.Lock()
@@ -163,6 +196,12 @@ class FakeState:
         self.default_outcome = SyncOutcome()
         self._outcomes: dict[str, SyncOutcome] = {}
         self._syncs: list[StartedSync] = []
+        self._by_company: dict[str, _CompanySyncs] = {}
+        self._by_id: dict[str, StartedSync] = {}
+        self._by_key: dict[str, StartedSync] = {}
+        """The first sync each idempotency key started."""
+        self._duplicates: dict[str, list[StartedSync]] = {}
+        """Keys that started more than one sync: every sync they started, oldest first."""
         self._records: list[RequestRecord] = []
 
     # companies
@@ -192,6 +231,16 @@ class FakeState:
             else:
                 self._outcomes[company_id] = outcome
 
+    def _duration(self, company_id: str, outcome: SyncOutcome) -> float:
+        """Seconds a new sync of ``company_id`` stays in progress (called under the lock).
+
+        The one place a sync's duration is chosen: extend it here (e.g. per-company
+        durations drawn from a distribution)."""
+        if outcome.duration is not None:
+            return outcome.duration
+        draw = self.durations
+        return self.default_duration if draw is None else float(draw(company_id))
+
     def start_sync(
         self,
         *,
@@ -206,10 +255,6 @@ class FakeState:
     ) -> StartedSync:
         with self._lock:
             outcome = self._outcomes.get(company_id, self.default_outcome)
-            duration = outcome.duration
-            if duration is None:
-                draw = self.durations
-                duration = self.default_duration if draw is None else float(draw(company_id))
             commerce_sync_id = str(uuid.uuid4())
             sync = StartedSync(
                 sync_id=str(uuid.uuid4()) if separate_ids else commerce_sync_id,
@@ -221,25 +266,56 @@ class FakeState:
                 finish=finish,
                 sync_utc=sync_utc,
                 started_at=now,
-                duration=duration,
+                duration=self._duration(company_id, outcome),
                 outcome=outcome,
             )
             self._syncs.append(sync)
+            company = self._by_company.get(company_id)
+            if company is None:
+                company = self._by_company[company_id] = _CompanySyncs()
+            company.add(sync)
+            self._by_id[sync.sync_id] = sync
+            if idempotency_key is not None:
+                first = self._by_key.setdefault(idempotency_key, sync)
+                if first is not sync:
+                    self._duplicates.setdefault(idempotency_key, [first]).append(sync)
             return sync
 
     def syncs(self, company_id: str | None = None) -> tuple[StartedSync, ...]:
+        """All syncs, or one company's, oldest first (a copy: O(n), for inspection)."""
         with self._lock:
-            return tuple(s for s in self._syncs if company_id in (None, s.company_id))
+            if company_id is None:
+                return tuple(self._syncs)
+            company = self._by_company.get(company_id)
+            return tuple(company.syncs) if company is not None else ()
+
+    def sync_count(self, company_id: str | None = None) -> int:
+        with self._lock:
+            if company_id is None:
+                return len(self._syncs)
+            company = self._by_company.get(company_id)
+            return len(company.syncs) if company is not None else 0
+
+    def latest(self, company_id: str, count: int = 1) -> tuple[StartedSync, ...]:
+        """The company's newest ``count`` syncs (or fewer), oldest first."""
+        with self._lock:
+            company = self._by_company.get(company_id)
+            return tuple(company.syncs[-count:]) if company is not None else ()
+
+    def sync_by_id(self, company_id: str, sync_id: str) -> StartedSync | None:
+        with self._lock:
+            sync = self._by_id.get(sync_id)
+            return sync if sync is not None and sync.company_id == company_id else None
 
     def last_successful(self, company_id: str, now: float) -> StartedSync | None:
-        return next(
-            (
-                s
-                for s in reversed(self.syncs(company_id))
-                if s.finished_at(now) and s.outcome.succeeded
-            ),
-            None,
-        )
+        with self._lock:
+            company = self._by_company.get(company_id)
+            return company.last_successful(now) if company is not None else None
+
+    def duplicate_keys(self) -> dict[str, tuple[StartedSync, ...]]:
+        """Idempotency keys that started more than one sync, with those syncs."""
+        with self._lock:
+            return {key: tuple(syncs) for key, syncs in self._duplicates.items()}
 
     # record
 
@@ -251,10 +327,21 @@ class FakeState:
         with self._lock:
             return tuple(self._records)
 
-    def reset(self) -> None:
-        """Forget syncs, outcomes and records (companies are kept)."""
+    def reset(self) -> dict[str, int]:
+        """Forget syncs, outcomes and records (companies are kept); returns what was
+        forgotten, counted."""
         with self._lock:
+            forgot = {
+                "requests": len(self._records),
+                "syncs": len(self._syncs),
+                "outcomes": len(self._outcomes) + (self.default_outcome != SyncOutcome()),
+            }
             self._syncs.clear()
+            self._by_company.clear()
+            self._by_id.clear()
+            self._by_key.clear()
+            self._duplicates.clear()
             self._records.clear()
             self._outcomes.clear()
             self.default_outcome = SyncOutcome()
+            return forgot

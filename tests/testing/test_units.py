@@ -135,6 +135,22 @@ def test_ledger_expiry_and_release():
     assert len(ledger) == 0
 
 
+def test_ledger_forgets_expired_keys_as_time_passes():
+    clock = ManualClock()
+    ledger = IdempotencyLedger(clock, ttl=10)
+    for index in range(100):
+        ledger.finish(f"k{index}", ledger.begin(f"k{index}", "f").token, Response(200))
+    clock.advance(5)
+    kept = ledger.begin("kept", "f")
+    ledger.finish("kept", kept.token, Response(200))
+    clock.advance(5)  # the first hundred are 10 s old, "kept" 5 s
+
+    assert ledger.begin("new", "f").action == "proceed"
+    assert len(ledger) == 2  # "kept" and "new": expired keys hold no memory
+    assert ledger.begin("kept", "f").action == "replay"
+    assert ledger.begin("k0", "f").action == "proceed"
+
+
 def test_manual_clock():
     clock = ManualClock(5)
     assert clock() == 5
