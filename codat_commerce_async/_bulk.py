@@ -253,6 +253,7 @@ class BulkRun:
             self._schedule = PollSchedule(first, cap, timeout)
         self._intake_open = workers
         self._polls_out = 0
+        self._last_trigger_at = 0.0
         self._nap: anyio.CancelScope | None = None
         self._nap_until: float | None = None
 
@@ -429,8 +430,11 @@ class BulkRun:
         schedule, waits = self._schedule, self._waits
         assert schedule is not None
         assert waits is not None
-        self._triggered += entry.packed is not None  # triggered by this run
-        schedule.add(entry, waits.clock.now(), poll_now=not entry.observed)
+        now = waits.clock.now()
+        if entry.packed is not None:  # triggered by this run
+            self._triggered += 1
+            self._last_trigger_at = now
+        schedule.add(entry, now, poll_now=not entry.observed)
         if self._nap_until is None or entry.due < self._nap_until:
             self._wake()
         self._changed()
@@ -472,15 +476,18 @@ class BulkRun:
         async with taken, results:
             async for entry in taken:
                 try:
-                    result = await self._poll(entry)
-                    if result is not None:
+                    try:
+                        result = await self._poll(entry)
+                    finally:
+                        self._polls_out -= 1
+                        self._wake()
+                    if result is None:
+                        self._changed()  # polled, still running
+                    else:
                         self._count(result)
                 except Exception as exc:
                     self._fail(exc)
                     return
-                finally:
-                    self._polls_out -= 1
-                    self._wake()
                 if result is not None:
                     await results.send(result)
 
@@ -513,7 +520,6 @@ class BulkRun:
             schedule.finished(entry, now)
             return dataclasses.replace(_base(entry), status=status)
         if schedule.running(entry, now, status):
-            self._changed()
             return None
         timeout = schedule.timeout
         error = SyncWaitTimeoutError(

@@ -83,12 +83,14 @@ _PRIOR = _prior()
 class Plan:
     """Next poll ages: ``after(a)`` for a sync last seen running at age ``a``."""
 
-    __slots__ = ("_next", "mean")
+    __slots__ = ("_next", "low", "mean")
 
-    def __init__(self, next_edge: list[int], mean: float) -> None:
+    def __init__(self, next_edge: list[int], mean: float, low: float) -> None:
         self._next = next_edge
         #: The estimated mean duration, in seconds.
         self.mean = mean
+        #: The estimated 5% quantile of the duration, in seconds.
+        self.low = low
 
     def after(self, age: float) -> float:
         """The age at which to poll next (always above ``age``)."""
@@ -194,4 +196,5 @@ class DurationEstimate:
                 if cost_of_lag * lag > lowest:
                     break  # the lag alone already costs more: later polls only lose
             cost[j], best[j] = lowest, choice
-        return Plan(best[:_BINS], mean)
+        low = edge(next(j for j in range(_BINS + 1) if mass[j + 1] >= 0.05))
+        return Plan(best[:_BINS], mean, low)

@@ -9,8 +9,8 @@ syncs. A poll that finds a sync finished ends its schedule.
 
 Scouts: the first :data:`SCOUTS` syncs of a run and one in :data:`SCOUT_EVERY` after
 them also poll on a fine geometric ladder (every 20% of their age, each with its own
-phase), so the run sees syncs running and finished within narrow brackets even when
-the plan would poll everyone after the end; they cost about a fifth of a poll per sync.
+phase, from the estimate's 5% quantile on), so the run sees syncs running and finished
+within narrow brackets even when the plan would poll everyone after the end.
 
 The user's bounds: no two polls of a sync closer than ``poll_interval``, none further
 apart than ``max_poll_interval`` (None: the plan decides), and a wait that outlives
@@ -36,7 +36,7 @@ __all__ = ["SCOUTS", "SCOUT_EVERY", "PollSchedule", "Waiting"]
 
 _REFIT_SHARE = 0.1  # refit once observations grew by this share since the last fit
 #: Scouts: the first ones of a run, then one in this many.
-SCOUTS = 10
+SCOUTS = 5
 SCOUT_EVERY = 64
 _LADDER = 1.2  # a scout polls again after 20% more age
 _GOLDEN = 0.6180339887498949  # spreads the scouts' ladder phases evenly
@@ -184,9 +184,8 @@ class PollSchedule:
         age = entry.low if entry.observed else max(0.0, entry.polled - entry.origin)
         after = self.plan.after(age)
         if entry.scout >= 0:
-            rung = math.floor(
-                math.log(max(age, self.min_gap) / self.min_gap, _LADDER) - entry.scout + 1e-9
-            )
+            start = max(age, self.plan.low, self.min_gap)
+            rung = math.floor(math.log(start / self.min_gap, _LADDER) - entry.scout + 1e-9)
             after = min(after, self.min_gap * _LADDER ** (rung + 1 + entry.scout))
         due = max(entry.origin + after, entry.polled + self.min_gap)
         if self.max_gap is not None:
