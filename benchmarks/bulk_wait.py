@@ -119,13 +119,12 @@ def run_one(scenario: str, n: int) -> dict[str, object]:
                 transport=fake.transport(),
                 clock=clock,
             ) as client,
-            clock.autojump(),
+            clock.autojump(),client.sync.request_sync_many(companies, wait=True) as results
         ):
-            async with client.sync.request_sync_many(companies, wait=True) as results:
-                async for result in results:
-                    confirmed_at[result.company_id] = clock.now()
-                    if result.status is not None and result.status.is_terminal:
-                        confirmed += 1
+            async for result in results:
+                confirmed_at[result.company_id] = clock.now()
+                if result.status is not None and result.status.is_terminal:
+                    confirmed += 1
 
     anyio.run(main)
     real = time.perf_counter() - started
