@@ -119,7 +119,8 @@ def run_one(scenario: str, n: int) -> dict[str, object]:
                 transport=fake.transport(),
                 clock=clock,
             ) as client,
-            clock.autojump(),client.sync.request_sync_many(companies, wait=True) as results
+            clock.autojump(),
+            client.sync.request_sync_many(companies, wait=True) as results,
         ):
             async for result in results:
                 confirmed_at[result.company_id] = clock.now()
