@@ -9,7 +9,8 @@ syncs. A poll that finds a sync finished ends its schedule.
 
 Scouts: the first :data:`SCOUTS` syncs of a run and one in :data:`SCOUT_EVERY` after
 them also poll on a fine geometric ladder (every 20% of their age, each with its own
-phase, from the estimate's 5% quantile on), so the run sees syncs running and finished
+phase; the first ones from ``poll_interval``, the others from the estimate's 5%
+quantile on), so the run sees syncs running and finished
 within narrow brackets even when the plan would poll everyone after the end.
 
 The user's bounds: no two polls of a sync closer than ``poll_interval``, none further
@@ -49,6 +50,7 @@ class Waiting:
         "base",
         "deadline",
         "due",
+        "first",
         "last",
         "latest",
         "low",
@@ -88,6 +90,8 @@ class Waiting:
         """The trigger's answer as compressed JSON: a third of a parsed model's size."""
         self.scout = -1.0
         """A scout's ladder phase in [0, 1) (-1: not a scout)."""
+        self.first = False
+        """One of the run's first scouts: its ladder starts at ``poll_interval``."""
 
     @staticmethod
     def pack(raw: bytes) -> bytes:
@@ -131,6 +135,7 @@ class PollSchedule:
             entry.deadline = entry.origin + self.timeout
         if self._added < SCOUTS or self._added % SCOUT_EVERY == 0:
             entry.scout = (self._added * _GOLDEN) % 1.0
+            entry.first = self._added < SCOUTS
         self._added += 1
         entry.due = now if poll_now else self._next_poll(entry)
         self._push(entry)
@@ -184,7 +189,7 @@ class PollSchedule:
         age = entry.low if entry.observed else max(0.0, entry.polled - entry.origin)
         after = self.plan.after(age)
         if entry.scout >= 0:
-            start = max(age, self.plan.low, self.min_gap)
+            start = max(age, self.min_gap if entry.first else self.plan.low, self.min_gap)
             rung = math.floor(math.log(start / self.min_gap, _LADDER) - entry.scout + 1e-9)
             after = min(after, self.min_gap * _LADDER ** (rung + 1 + entry.scout))
         due = max(entry.origin + after, entry.polled + self.min_gap)
