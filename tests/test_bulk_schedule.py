@@ -215,12 +215,12 @@ async def test_wait_for_many_shares_the_schedule() -> None:
     fake = FakeCodat(clock=clock, sleep=clock.sleep, sync_duration=90)
     async with fake_client(fake, clock) as client:
         async with clock.autojump():
-            async with client.sync.request_sync_many(ids(25)) as results:
+            async with client.sync.request_sync_many(ids(100)) as results:
                 triggered = [r async for r in results]
             async with client.sync.wait_for_many(triggered) as results:
                 seen = [r async for r in results]
     assert all(r.ok and r.status is not None for r in seen)
-    assert len(fake.requests) <= 25 * 3.5
+    assert len(fake.requests) <= 100 * 3.5
 
 
 # -- the estimate -------------------------------------------------------------------------

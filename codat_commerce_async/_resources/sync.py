@@ -326,14 +326,15 @@ class SyncAPI:
         Other per-call settings come from the client (use ``client.with_options(...)``).
         """
         payload = _protocol.sync_to_payload(sync_to)
-        return self._with_headers(extra_headers)._trigger_run(
+        owner = self._with_headers(extra_headers)
+        return owner._trigger_run(
             company_ids,
             lambda company: _protocol.trigger_latest(company, payload),
             concurrency=concurrency,
             requests_per_minute=requests_per_minute,
             idempotency_keys=idempotency_keys,
             on_progress=on_progress,
-            waits=self._waits(
+            waits=owner._waits(
                 wait,
                 concurrency,
                 wait_concurrency,
@@ -365,14 +366,15 @@ class SyncAPI:
         raises ``ValueError`` here, before anything is sent.
         """
         payload = _protocol.date_range_payload(start, finish)
-        return self._with_headers(extra_headers)._trigger_run(
+        owner = self._with_headers(extra_headers)
+        return owner._trigger_run(
             company_ids,
             lambda company: _protocol.trigger_historic(company, payload),
             concurrency=concurrency,
             requests_per_minute=requests_per_minute,
             idempotency_keys=idempotency_keys,
             on_progress=on_progress,
-            waits=self._waits(
+            waits=owner._waits(
                 wait,
                 concurrency,
                 wait_concurrency,
