@@ -71,7 +71,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BULK_CONCURRENCY",
-    "DEFAULT_WAIT_CONCURRENCY",
     "BlockingBulkRun",
     "BulkProgress",
     "BulkResult",
@@ -90,9 +89,6 @@ T = TypeVar("T")
 #: Triggers in flight at once in a bulk run (never above the client's ``max_concurrency``);
 #: a waiting run has as many status polls in flight at most.
 DEFAULT_BULK_CONCURRENCY = 10
-#: Formerly the number of syncs waited for at once. Waiting is now a poll schedule with
-#: no such cap; the deprecated ``wait_concurrency`` bounds only the polls in flight.
-DEFAULT_WAIT_CONCURRENCY = 100
 
 
 @dataclass(frozen=True, slots=True)
