@@ -16,12 +16,21 @@ through an exception, cancels what is left and waits for it; the client stays us
 Memory is bounded by the number of workers, not by the input: a fixed pool pulls
 ids one at a time from any iterable or async iterable, through zero-buffer streams,
 and results wait in a buffer of the pool's size until the consumer takes them.
+
+Waiting runs do not wait in their workers: a trigger worker hands the started sync to
+the run's poll schedule (:mod:`._schedule`, a heap of small entries) and takes the
+next company, so triggers flow at the run's pace whatever the syncs take. One
+dispatcher task sleeps until the earliest poll is due and hands due entries to a few
+poller tasks, whose status calls are ``BACKGROUND`` priority: they use only the rate
+the triggers leave (:class:`~._limits.Priority`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import warnings
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -41,42 +50,52 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import _protocol
+from ._clock import Clock
 from ._config import positive_int
-from ._exceptions import CodatError, DailyQuotaExhaustedError, SyncWaitTimeoutError
+from ._exceptions import (
+    CodatError,
+    DailyQuotaExhaustedError,
+    NotFoundError,
+    SyncWaitTimeoutError,
+)
 from ._limits import BulkLimits
+from ._logging import logger
 from ._models import CompanySyncStatus, SyncSummary
 from ._ratelimit import DEFAULT_BULK_REQUESTS_PER_MINUTE, validate_rate
 from ._response import APIResponse
+from ._schedule import PollSchedule, Waiting
 from ._types import CompanyId, NotGiven
-from ._waiting import validate_poll_settings
 
 if TYPE_CHECKING:
     from ._resources._surface import LoopCaller
 
 __all__ = [
     "DEFAULT_BULK_CONCURRENCY",
-    "DEFAULT_WAIT_CONCURRENCY",
     "BlockingBulkRun",
     "BulkProgress",
     "BulkResult",
     "BulkRun",
     "IdempotencyKeys",
+    "Poller",
     "ProgressCallback",
+    "Waits",
+    "polls_in_flight",
     "trigger_run",
     "wait_run",
 ]
 
 T = TypeVar("T")
 
-#: Triggers in flight at once in a bulk run (never above the client's ``max_concurrency``).
+#: Triggers in flight at once in a bulk run (never above the client's ``max_concurrency``);
+#: a waiting run has as many status polls in flight at most.
 DEFAULT_BULK_CONCURRENCY = 10
-#: Syncs waited for at once; their polls still share the client's in-flight cap and rate.
-DEFAULT_WAIT_CONCURRENCY = 100
 
 
 @dataclass(frozen=True, slots=True)
 class BulkProgress:
-    """How far a bulk run has got: results produced so far and the input size if known."""
+    """How far a bulk run has got: results produced so far and the input size if known;
+    for waiting runs also how many syncs were triggered, are being waited for and were
+    seen finished, and when the run expects to end."""
 
     done: int
     """Results produced (succeeded or failed)."""
@@ -84,6 +103,15 @@ class BulkProgress:
     """Results that are not :attr:`BulkResult.ok`."""
     total: int | None
     """The number of inputs, when the input has a length; otherwise None."""
+    triggered: int = 0
+    """Triggers Codat accepted."""
+    waiting: int = 0
+    """Syncs being waited for (started, not yet seen finished)."""
+    confirmed: int = 0
+    """Syncs seen finished by a poll (succeeded or failed at Codat)."""
+    expected_seconds_left: float | None = None
+    """A waiting run's estimate of the time left, in seconds (None: not known yet, or
+    the input has no length)."""
 
     @property
     def succeeded(self) -> int:
@@ -128,19 +156,32 @@ class BulkResult:
 #: Caller-chosen idempotency keys: a mapping or a function of the canonical company id
 #: (None: a fresh uuid4).
 IdempotencyKeys = Mapping[str, str] | Callable[[str], "str | None"]
-#: Called after every result, on the event loop; keep it quick.
+#: Called after every change of the progress (a result, a trigger, a sync seen
+#: finished), on the event loop; keep it quick.
 ProgressCallback = Callable[[BulkProgress], object]
-Job = Callable[[Any], Awaitable[BulkResult]]
-#: Validated poll settings: first interval, cap, timeout.
-Poll = tuple[float, float, float | None]
+#: One input's work: its result, or a started sync for the poll schedule.
+Job = Callable[[Any], Awaitable["BulkResult | Waiting"]]
+#: Validated poll settings: first interval (the shortest gap), cap (None: the
+#: schedule decides), timeout.
+Poll = tuple[float, "float | None", "float | None"]
 #: What ``wait_for_many`` accepts for one sync.
 WaitTarget = (
     BulkResult | SyncSummary | tuple[CompanyId, "CompanyId | SyncSummary | None"] | CompanyId
 )
-#: Waits for one sync (the client's ``wait_for_sync``).
-Waiter = Callable[[CompanyId, "CompanyId | SyncSummary | None", Poll], Awaitable[CompanySyncStatus]]
+#: Polls one sync's status once (by id, or the latest with None), as a background call.
+Poller = Callable[[str, "str | None"], Awaitable[CompanySyncStatus]]
 #: Sends one trigger with its key.
 Trigger = Callable[[str, str], Awaitable[APIResponse[SyncSummary]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Waits:
+    """How a run waits: its status poller, poll settings, polls in flight, clock."""
+
+    poller: Poller
+    poll: Poll
+    in_flight: int
+    clock: Clock
 
 
 def label(item: object) -> str:
@@ -178,6 +219,7 @@ class BulkRun:
         on_progress: ProgressCallback | None,
         total: int | None,
         on_enter: Callable[[], None],
+        waits: Waits | None = None,
     ) -> None:
         # Nothing here touches an event loop: the blocking facade builds runs in the
         # caller's thread and starts them on its loop.
@@ -191,17 +233,62 @@ class BulkRun:
         self._total = total
         self._done = 0
         self._failed = 0
+        self._triggered = 0
         self._entered = False
         self._crash: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None  # the run's own tasks (see _drive)
         self._receive: MemoryObjectReceiveStream[BulkResult] | None = None
         self._rate_scope: contextlib.ExitStack | None = None
+        self._pace: float | None = None  # requests a minute, once started
+        # The poll schedule of a waiting run, and its dispatcher's state.
+        self._waits = waits
+        self._schedule: PollSchedule | None = None
+        if waits is not None:
+            first, cap, timeout = waits.poll
+            self._schedule = PollSchedule(first, cap, timeout)
+        self._intake_open = workers
+        self._polls_out = 0
+        self._last_trigger_at = 0.0
+        self._nap: anyio.CancelScope | None = None
+        self._nap_until: float | None = None
 
     @property
     def progress(self) -> BulkProgress:
         """The progress so far."""
-        return BulkProgress(self._done, self._failed, self._total)
+        schedule = self._schedule
+        if schedule is None:
+            return BulkProgress(self._done, self._failed, self._total, self._triggered)
+        waiting = len(schedule) + self._polls_out
+        return BulkProgress(
+            self._done,
+            self._failed,
+            self._total,
+            self._triggered,
+            waiting,
+            schedule.confirmed,
+            self._seconds_left(waiting),
+        )
+
+    def _seconds_left(self, waiting: int) -> float | None:
+        """A rough estimate: the requests left at the run's pace, and the expected
+        duration of a sync triggered last (whichever is longer)."""
+        schedule = self._schedule
+        if schedule is None or self._total is None or not self._pace:
+            return None
+        per_second = self._pace / 60.0
+        inputs_left = max(0, self._total - self._done - waiting)
+        polls_each = max(1.0, schedule.polls / schedule.confirmed) if schedule.confirmed else 1.5
+        requests = inputs_left * (1.0 + polls_each) + waiting * polls_each
+        by_rate = requests / per_second
+        by_duration = (
+            inputs_left / per_second + schedule.expected_duration() if inputs_left else 0.0
+        )
+        return max(by_rate, by_duration)
+
+    def _changed(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.progress)
 
     async def __aenter__(self) -> AsyncIterator[BulkResult]:
         if self._entered:
@@ -212,6 +299,7 @@ class BulkRun:
         rate = self._rate
         if isinstance(rate, NotGiven):
             rate = None if self._limits.rate_limited else DEFAULT_BULK_REQUESTS_PER_MINUTE
+        self._pace = rate
         send, receive = anyio.create_memory_object_stream[BulkResult](self._workers)
         self._receive = receive
         self._scope = anyio.CancelScope(shield=True)
@@ -277,6 +365,13 @@ class BulkRun:
             async with results, anyio.create_task_group() as tg:
                 for _ in range(self._workers):
                     tg.start_soon(self._work, job, pulled.clone(), results.clone())
+                if self._waits is not None:
+                    # The poll schedule's tasks live under the shield too (see above).
+                    due, taken = anyio.create_memory_object_stream[Waiting](0)
+                    for _ in range(self._waits.in_flight):
+                        tg.start_soon(self._poll_worker, taken.clone(), results.clone())
+                    taken.close()
+                    tg.start_soon(self._dispatch, due)
                 pulled.close()
                 async with inputs:
                     try:
@@ -296,21 +391,148 @@ class BulkRun:
         pulled: MemoryObjectReceiveStream[Any],
         results: MemoryObjectSendStream[BulkResult],
     ) -> None:
-        async with pulled, results:
-            async for item in pulled:
-                # Paused (Codat's daily quota is spent): take no new company until resumed.
-                await self._limits.wait_unpaused()
+        try:
+            async with pulled, results:
+                async for item in pulled:
+                    # Paused (Codat's daily quota is spent): take no new company until resumed.
+                    await self._limits.wait_unpaused()
+                    try:
+                        outcome = await job(item)
+                        if isinstance(outcome, Waiting):
+                            self._start_waiting(outcome)
+                            continue
+                        self._count(outcome)
+                    except Exception as exc:
+                        self._fail(exc)
+                        return
+                    await results.send(outcome)
+        finally:
+            self._intake_open -= 1
+            if not self._intake_open:
+                self._wake()
+
+    def _count(self, result: BulkResult) -> None:
+        """Count a result about to be handed out, and tell the progress callback."""
+        self._done += 1
+        if not result.ok:
+            self._failed += 1
+        if self._schedule is None and result.summary is not None:
+            self._triggered += 1
+        self._changed()
+
+    # -- waiting: the poll schedule's dispatcher and pollers --------------------------
+
+    def _start_waiting(self, entry: Waiting) -> None:
+        schedule, waits = self._schedule, self._waits
+        assert schedule is not None
+        assert waits is not None
+        now = waits.clock.now()
+        if entry.packed is not None:  # triggered by this run
+            self._triggered += 1
+            self._last_trigger_at = now
+        schedule.add(entry, now, poll_now=not entry.observed)
+        if self._nap_until is None or entry.due < self._nap_until:
+            self._wake()
+        self._changed()
+
+    def _wake(self) -> None:
+        """Interrupt the dispatcher's nap: something may be due earlier, or it may end."""
+        if self._nap is not None:
+            self._nap.cancel()
+
+    async def _dispatch(self, due: MemoryObjectSendStream[Waiting]) -> None:
+        """Hand each entry to a poller when its poll is due; end when nothing is left."""
+        schedule, waits = self._schedule, self._waits
+        assert schedule is not None
+        assert waits is not None
+        clock = waits.clock
+        async with due:
+            while True:
+                entry = schedule.pop_due(clock.now())
+                if entry is not None:
+                    self._polls_out += 1
+                    await due.send(entry)
+                    continue
+                when = schedule.next_due()
+                if when is None and not self._intake_open and not self._polls_out:
+                    return
+                with anyio.CancelScope() as nap:
+                    self._nap, self._nap_until = nap, when
+                    if when is None:
+                        await anyio.sleep_forever()
+                    else:
+                        await clock.sleep(max(0.0, when - clock.now()))
+                self._nap = self._nap_until = None
+
+    async def _poll_worker(
+        self,
+        taken: MemoryObjectReceiveStream[Waiting],
+        results: MemoryObjectSendStream[BulkResult],
+    ) -> None:
+        async with taken, results:
+            async for entry in taken:
                 try:
-                    result = await job(item)
-                    self._done += 1
-                    if not result.ok:
-                        self._failed += 1
-                    if self._on_progress is not None:
-                        self._on_progress(self.progress)
+                    try:
+                        result = await self._poll(entry)
+                    finally:
+                        self._polls_out -= 1
+                        self._wake()
+                    if result is None:
+                        self._changed()  # polled, still running
+                    else:
+                        self._count(result)
                 except Exception as exc:
                     self._fail(exc)
                     return
-                await results.send(result)
+                if result is not None:
+                    await results.send(result)
+
+    async def _poll(self, entry: Waiting) -> BulkResult | None:
+        """Poll one sync once: its final result, or None when it was rescheduled."""
+        schedule, waits = self._schedule, self._waits
+        assert schedule is not None
+        assert waits is not None
+        company = entry.base.company_id
+        try:
+            try:
+                status = await waits.poller(company, None if entry.latest else entry.sync_id)
+            except NotFoundError:
+                if entry.latest:
+                    raise
+                entry.latest = True
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info(
+                        "sync %s of company %s is unknown to the by-id status endpoint; "
+                        "polling the company's latest sync instead",
+                        entry.sync_id,
+                        company,
+                    )
+                status = await waits.poller(company, None)
+        except (CodatError, ValueError) as exc:
+            schedule.failed(entry)
+            return dataclasses.replace(_base(entry), error=exc)
+        now = waits.clock.now()
+        if status.is_terminal:
+            schedule.finished(entry, now)
+            return dataclasses.replace(_base(entry), status=status)
+        if schedule.running(entry, now, status):
+            return None
+        timeout = schedule.timeout
+        error = SyncWaitTimeoutError(
+            company_id=company,
+            sync_id=entry.sync_id,
+            last_status=status,
+            timeout=now - entry.origin if timeout is None else timeout,
+        )
+        return dataclasses.replace(_base(entry), error=error, status=status)
+
+
+def _base(entry: Waiting) -> BulkResult:
+    """The entry's result so far, with the trigger's answer unpacked."""
+    raw = entry.unpacked()
+    if raw is None:
+        return entry.base
+    return dataclasses.replace(entry.base, summary=SyncSummary.model_validate_json(raw))
 
 
 # -- the runs -------------------------------------------------------------------
@@ -333,6 +555,7 @@ def _new_run(
     requests_per_minute: float | NotGiven | None,
     on_progress: ProgressCallback | None,
     on_enter: Callable[[], None],
+    waits: Waits | None = None,
 ) -> BulkRun:
     """A run over ``items`` once the input and the run's rate are checked."""
     total = _check_items(items)
@@ -347,6 +570,7 @@ def _new_run(
         on_progress=on_progress,
         total=total,
         on_enter=on_enter,
+        waits=waits,
     )
 
 
@@ -370,10 +594,26 @@ async def quota_refusal(
     )
 
 
+def polls_in_flight(
+    concurrency: int, wait_concurrency: int | None, max_concurrency: int, stacklevel: int = 4
+) -> int:
+    """How many status polls a waiting run keeps in flight: ``concurrency``, or the
+    deprecated ``wait_concurrency`` (which no longer caps the syncs waited for)."""
+    if wait_concurrency is None:
+        return min(positive_int("concurrency", concurrency), max_concurrency)
+    warnings.warn(
+        "wait_concurrency no longer limits how many syncs are waited for (a waiting run "
+        "polls from one schedule, whatever their number); it now bounds only the status "
+        "polls in flight, as concurrency does. Drop it.",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return min(positive_int("wait_concurrency", wait_concurrency), max_concurrency)
+
+
 def trigger_run(
     company_ids: Iterable[CompanyId] | AsyncIterable[CompanyId],
     send: Trigger,
-    waiter: Waiter,
     *,
     limits: BulkLimits,
     on_enter: Callable[[], None],
@@ -382,21 +622,14 @@ def trigger_run(
     requests_per_minute: float | NotGiven | None,
     idempotency_keys: IdempotencyKeys | None,
     on_progress: ProgressCallback | None,
-    wait: bool,
-    wait_concurrency: int,
-    poll: Poll,
+    waits: Waits | None,
 ) -> BulkRun:
-    """A run that triggers a sync per company (and, with ``wait``, waits for it)."""
+    """A run that triggers a sync per company (and, with ``waits``, waits for it)."""
     triggers = min(positive_int("concurrency", concurrency), max_concurrency)
-    settings = validate_poll_settings(*poll) if wait else poll
-    workers = positive_int("wait_concurrency", wait_concurrency) if wait else triggers
+    clock = waits.clock if waits is not None else None
 
     def make_job() -> Job:
-        # Waiting runs have more workers than trigger slots: a worker holds a slot
-        # only while its trigger is in flight, then waits for the sync without it.
-        slots = anyio.Semaphore(triggers) if wait else None
-
-        async def job(item: Any) -> BulkResult:
+        async def job(item: Any) -> BulkResult | Waiting:
             try:
                 company = _protocol.canonical_company_id(item)
             except ValueError as exc:
@@ -409,68 +642,72 @@ def trigger_run(
                 return BulkResult(company, error=refused, idempotency_key=key)
             try:
                 async with limits.one_trigger(company):
-                    if slots is None:
-                        response = await send(company, key)
-                    else:
-                        async with slots:
-                            response = await send(company, key)
+                    response = await send(company, key)
             except CodatError as exc:
                 attempts = getattr(exc, "attempts", 0)
                 return BulkResult(company, error=exc, attempts=attempts, idempotency_key=key)
-            result = BulkResult(
-                company, summary=response.parsed, attempts=response.attempts, idempotency_key=key
+            summary = response.parsed
+            if clock is None:
+                return BulkResult(
+                    company, summary=summary, attempts=response.attempts, idempotency_key=key
+                )
+            # Waiting: keep the answer packed (a run may wait for 100,000 syncs at once).
+            # Not "in progress" (unusual): poll at once for the final status.
+            base = BulkResult(company, attempts=response.attempts, idempotency_key=key)
+            return Waiting(
+                base,
+                _sync_id(summary),
+                origin=clock.now(),
+                running=summary.is_in_progress,
+                packed=Waiting.pack(response.http_response.content),
             )
-            if not wait:
-                return result
-            return await _wait_result(waiter, result, response.parsed, settings)
 
         return job
 
     return _new_run(
-        limits, company_ids, make_job, workers, requests_per_minute, on_progress, on_enter
+        limits, company_ids, make_job, triggers, requests_per_minute, on_progress, on_enter, waits
     )
 
 
 def wait_run(
     syncs: Iterable[WaitTarget] | AsyncIterable[WaitTarget],
-    waiter: Waiter,
     *,
     limits: BulkLimits,
     on_enter: Callable[[], None],
-    concurrency: int,
     requests_per_minute: float | NotGiven | None,
     on_progress: ProgressCallback | None,
-    poll: Poll,
+    waits: Waits,
 ) -> BulkRun:
     """A run that waits for many syncs."""
-    settings = validate_poll_settings(*poll)
-    workers = positive_int("concurrency", concurrency)
+    clock = waits.clock
 
     def make_job() -> Job:
-        async def job(item: Any) -> BulkResult:
+        async def job(item: Any) -> BulkResult | Waiting:
             try:
                 base, target = _wait_target(item)
             except ValueError as exc:
                 return BulkResult(company_id=label(item), error=exc)
             if base.error is not None:
                 return base
-            return await _wait_result(waiter, base, target, settings)
+            running = isinstance(target, SyncSummary) and target.is_in_progress
+            if isinstance(target, SyncSummary):
+                target = target.commerce_sync_id
+            try:
+                sync = None if target is None else _protocol.canonical_sync_id(target)
+            except ValueError as exc:
+                return dataclasses.replace(base, error=exc)
+            return Waiting(base, sync, origin=clock.now(), running=running)
 
         return job
 
-    return _new_run(limits, syncs, make_job, workers, requests_per_minute, on_progress, on_enter)
+    return _new_run(limits, syncs, make_job, 1, requests_per_minute, on_progress, on_enter, waits)
 
 
-async def _wait_result(
-    waiter: Waiter, base: BulkResult, target: CompanyId | SyncSummary | None, poll: Poll
-) -> BulkResult:
+def _sync_id(summary: SyncSummary) -> str | None:
     try:
-        status = await waiter(base.company_id, target, poll)
-    except SyncWaitTimeoutError as exc:
-        return dataclasses.replace(base, error=exc, status=exc.last_status)
-    except (CodatError, ValueError) as exc:
-        return dataclasses.replace(base, error=exc)
-    return dataclasses.replace(base, status=status)
+        return _protocol.canonical_sync_id(summary.commerce_sync_id or "")
+    except ValueError:
+        return None  # no usable id: poll the company's latest sync
 
 
 def _wait_target(item: Any) -> tuple[BulkResult, CompanyId | SyncSummary | None]:

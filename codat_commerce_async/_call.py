@@ -18,6 +18,7 @@ from . import _protocol
 from ._config import CallSettings
 from ._events import CallEvent, EventKind
 from ._exceptions import APIError, APITimeoutError, ClientClosedError
+from ._limits import Priority
 from ._logging import logger
 from ._response import APIResponse
 from ._retry import retry_after_of, run_with_retries
@@ -50,6 +51,7 @@ class Call(Generic[T]):
         "key",
         "key_from_caller",
         "op",
+        "priority",
         "request",
         "settings",
         "started",
@@ -61,8 +63,11 @@ class Call(Generic[T]):
         op: _protocol.Operation[T],
         settings: CallSettings,
         idempotency_key: str | None = None,
+        priority: Priority = Priority.FOREGROUND,
     ) -> None:
         self.core = core
+        #: Who gets the request rate's next token first (see :class:`Priority`).
+        self.priority = priority
         self.op = op
         self.settings = settings
         #: Sent with every attempt of a POST, so a retry can never start a second sync.
@@ -82,6 +87,11 @@ class Call(Generic[T]):
         """Seconds left before the call's deadline (None: no deadline)."""
         deadline = self.settings.deadline
         return None if deadline is None else deadline - (self.core.clock.now() - self.started)
+
+    def granted_slack(self) -> None:
+        """A background call got its first token: its deadline counts from now."""
+        if self.attempts == 0:
+            self.started = self.core.clock.now()
 
     def time_limit(self) -> tuple[float | None, str]:
         """The bound of the attempt about to be sent and its name (``"attempt"`` or

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock
-from ._limits import InProcessLimits
+from ._limits import InProcessLimits, Priority
 from ._quota import QuotaDecision
 from ._redis_limits import RedisLimits
 
@@ -68,7 +68,11 @@ class FleetLimits(InProcessLimits):
 
     async def acquire(self, call: Call[Any]) -> None:
         shared = self.shared
-        if not await shared.acquire(max_wait=call.remaining()):
+        if call.priority is Priority.BACKGROUND:
+            # Fleet-wide slack only: a trigger of any worker reserves its slot first.
+            await shared.acquire(background=True)
+            call.granted_slack()
+        elif not await shared.acquire(max_wait=call.remaining()):
             raise call.deadline_error(
                 f"the shared rate limit ({shared.requests_per_minute:g} requests a minute "
                 f"for {shared.egress_key}) or its 429 gate would delay this request past "

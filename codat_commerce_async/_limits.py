@@ -9,11 +9,16 @@ implementation that shares the limits across processes (Redis, say) can replace
   IP), the request rate, and the in-flight cap;
 - :class:`BulkLimits`, used by bulk runs only: a run's own request rate and at
   most one trigger in flight per company.
+
+Every call has a :class:`Priority`: a bulk run's status polls are ``BACKGROUND`` and
+take only the request rate's slack, so a trigger (or any call of yours) waiting for a
+token always gets it before a poll does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +32,18 @@ from ._ratelimit import RateLimiter
 if TYPE_CHECKING:
     from ._call import Call
 
-__all__ = ["BulkLimits", "ClientLimits", "InProcessLimits", "Limits", "OnePerKey"]
+__all__ = ["BulkLimits", "ClientLimits", "InProcessLimits", "Limits", "OnePerKey", "Priority"]
+
+
+class Priority(enum.IntEnum):
+    """Who gets the request rate's next token first."""
+
+    FOREGROUND = 0
+    """Triggers and every call you make: tokens are reserved in arrival order."""
+    BACKGROUND = 1
+    """A bulk run's status polls: a token only when no foreground request waits for
+    it. The call's deadline starts once its first token is granted (waiting for slack
+    is by design, not a slow service)."""
 
 
 class OnePerKey:
@@ -60,8 +76,9 @@ class Limits(Protocol):
     """Attempts in flight at once."""
 
     async def acquire(self, call: Call[Any]) -> None:
-        """Wait at the 429 gate, for the request rate and for an in-flight slot, never
-        past the call's deadline (then raise :meth:`Call.deadline_error`)."""
+        """Wait at the 429 gate, for the request rate (in the order of ``call.priority``)
+        and for an in-flight slot, never past the call's deadline (then raise
+        :meth:`Call.deadline_error`)."""
         ...
 
     def release(self, call: Call[Any]) -> None:
@@ -168,7 +185,11 @@ class InProcessLimits:
     async def acquire(self, call: Call[Any]) -> None:
         await self._wait_at_gate(call)
         if self._rate is not None:
-            await self._throttle(self._rate, call)
+            if call.priority is Priority.BACKGROUND:
+                await self._rate.acquire(background=True)
+                call.granted_slack()
+            else:
+                await self._throttle(self._rate, call)
         call.time_limit()  # past the deadline: raise before queueing
         # No acquire_nowait() shortcut: with one, cancelling 20 calls queued on a pool
         # of 10 left httpcore's pool stuck (encode/httpcore#1093's symptom).

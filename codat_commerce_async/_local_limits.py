@@ -37,8 +37,9 @@ class LocalLimits:
         self._slots: dict[str, tuple[anyio.Semaphore, int]] = {}
         self._triggers = OnePerKey()
 
-    async def acquire(self, max_wait: float | None = None) -> bool:
-        """Wait at the gate, then take a token (False: it would take over ``max_wait``)."""
+    async def acquire(self, max_wait: float | None = None, *, background: bool = False) -> bool:
+        """Wait at the gate, then take a token (False: it would take over ``max_wait``;
+        ``background``: only the bucket's slack)."""
         gate = self._gate_until - time.monotonic()
         if gate > 0:
             if max_wait is not None and gate > max_wait:
@@ -47,7 +48,7 @@ class LocalLimits:
             max_wait = None if max_wait is None else max_wait - gate
         if self.bucket is None:
             return True
-        return await self.bucket.acquire(max_wait=max_wait)
+        return await self.bucket.acquire(max_wait=max_wait, background=background)
 
     async def close_gate(self, seconds: float) -> None:
         self._gate_until = max(self._gate_until, time.monotonic() + seconds)

@@ -7,6 +7,11 @@ token (the count goes negative) and sleeps until it is due, so waiters are serve
 in arrival order without a lock and the sleep is the only await. A waiter that is
 cancelled gives its token back.
 
+Background requests (a bulk run's status polls) take only the slack: they never
+reserve a future token, so a token goes to any waiting foreground request (a trigger,
+a call of yours) first. They queue among themselves in arrival order; only the head
+of that queue watches the bucket.
+
 The clock and sleep are injectable, so tests drive it with a fake clock.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -69,21 +75,29 @@ class RateLimiter:
         self._sleep = sleep
         self._tokens = self.burst
         self._updated: float | None = None  # set by the first acquire
+        self._background: deque[anyio.Event] = deque()  # background waiters, in order
 
     def __repr__(self) -> str:
         rate, burst = self.requests_per_minute, self.burst
         return f"RateLimiter(requests_per_minute={rate:g}, burst={burst:g})"
 
-    async def acquire(self, max_wait: float | None = None) -> bool:
+    def _refill(self) -> float:
+        now = self._clock()
+        elapsed = 0.0 if self._updated is None else max(0.0, now - self._updated)
+        self._updated = now
+        return min(self.burst, self._tokens + elapsed * self._rate)
+
+    async def acquire(self, max_wait: float | None = None, *, background: bool = False) -> bool:
         """Take one token, sleeping until it is due.
 
         Returns False at once, taking nothing, when the wait would exceed ``max_wait``
-        seconds (a call whose deadline would pass while it waits).
+        seconds (a call whose deadline would pass while it waits). ``background``:
+        wait for the slack instead (no ``max_wait``: how long that takes is not known).
         """
-        now = self._clock()
-        elapsed = 0.0 if self._updated is None else max(0.0, now - self._updated)
-        tokens = min(self.burst, self._tokens + elapsed * self._rate)
-        self._updated = now
+        if background:
+            await self._acquire_background()
+            return True
+        tokens = self._refill()
         wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._rate
         if max_wait is not None and wait > max_wait:
             self._tokens = tokens
@@ -96,3 +110,25 @@ class RateLimiter:
                 self._tokens += 1.0  # never sent: give the token back
                 raise
         return True
+
+    async def _acquire_background(self) -> None:
+        """Take a token only when one is free now: foreground requests reserve theirs
+        ahead (the count goes negative), so they always come first."""
+        turn = anyio.Event()
+        queue = self._background
+        queue.append(turn)
+        try:
+            if queue[0] is not turn:
+                await turn.wait()  # set when the waiter ahead leaves
+            while True:
+                tokens = self._refill()
+                if tokens >= 1.0 - 1e-9:  # float dust must not leave a token unusable
+                    self._tokens = tokens - 1.0
+                    return
+                self._tokens = tokens
+                await self._sleep((1.0 - tokens) / self._rate)
+        finally:
+            head = queue[0] is turn
+            queue.remove(turn)
+            if head and queue:
+                queue[0].set()

@@ -77,6 +77,8 @@ _NAME = re.compile(r"[A-Za-z0-9._:\-]{1,200}")
 # Admit one request: wait at a closed gate, else reserve the next GCRA slot.
 # Returns {status, wait_us}: 1 = reserved (sleep wait_us, then send), 0 = gate closed
 # (sleep wait_us, then ask again), -1 = the wait would exceed max_wait (nothing taken).
+# ARGV[4] = 1 for a background request: it takes a slot only if one is free now (no
+# foreground request of any worker has reserved ahead), else it is told to ask again.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -91,6 +93,7 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local wait = tat - tonumber(ARGV[2]) - now
 if wait < 0 then wait = 0 end
+if ARGV[4] == '1' and wait > 0 then return {0, math.max(wait, tonumber(ARGV[1]))} end
 if max_wait >= 0 and wait > max_wait then return {-1, wait} end
 tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
@@ -464,16 +467,18 @@ class RedisLimits:
 
     # -- the operations the client uses ---------------------------------------------------
 
-    async def acquire(self, max_wait: float | None = None) -> bool:
+    async def acquire(self, max_wait: float | None = None, *, background: bool = False) -> bool:
         """Wait at the shared 429 gate, then for the next slot of the shared rate.
 
         Returns False at once, taking nothing, if that would take over ``max_wait`` s.
+        ``background``: take a slot only when the fleet's rate has one free now (a
+        bulk run's status polls; every foreground request goes first).
         """
-        budget_us = -1 if max_wait is None else max(0, int(max_wait * 1_000_000))
+        budget_us = -1 if max_wait is None or background else max(0, int(max_wait * 1_000_000))
         while True:
             status, wait_us = await self._shared(
-                functools.partial(self._acquire_shared, budget_us),
-                functools.partial(self._acquire_local, budget_us),
+                functools.partial(self._acquire_shared, budget_us, background),
+                functools.partial(self._acquire_local, budget_us, background),
             )
             if status < 0:
                 return False
@@ -484,16 +489,21 @@ class RedisLimits:
             if budget_us >= 0:  # waited at the gate: that counts against max_wait
                 budget_us = max(0, budget_us - wait_us)
 
-    async def _acquire_shared(self, budget_us: int) -> tuple[int, int]:
+    async def _acquire_shared(self, budget_us: int, background: bool) -> tuple[int, int]:
         status, wait_us = await self._acquire(
             keys=[self._rate_key, self._gate_key],
-            args=[f"{self._interval_us:.3f}", f"{self._tolerance_us:.3f}", budget_us],
+            args=[
+                f"{self._interval_us:.3f}",
+                f"{self._tolerance_us:.3f}",
+                budget_us,
+                int(background),
+            ],
         )
         return int(status), int(wait_us)
 
-    async def _acquire_local(self, budget_us: int) -> tuple[int, int]:
+    async def _acquire_local(self, budget_us: int, background: bool) -> tuple[int, int]:
         left = None if budget_us < 0 else budget_us / 1_000_000
-        return (1 if await self._local.acquire(left) else -1), 0
+        return (1 if await self._local.acquire(left, background=background) else -1), 0
 
     async def close_gate(self, seconds: float) -> None:
         """A 429 said ``Retry-After: seconds``: pause every process sharing this IP."""

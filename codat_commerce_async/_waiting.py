@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
     "POLL_BACKOFF",
     "jittered",
+    "validate_bulk_poll_settings",
     "validate_poll_settings",
     "wait_until_terminal",
 ]
@@ -69,6 +70,16 @@ def validate_poll_settings(
             raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
         timeout = float(timeout)
     return first, cap, timeout
+
+
+def validate_bulk_poll_settings(
+    poll_interval: float, max_poll_interval: float | None, timeout: float | None
+) -> tuple[float, float | None, float | None]:
+    """A bulk run's poll settings (``max_poll_interval`` may be None: no cap)."""
+    if max_poll_interval is None:
+        first, _, limit = validate_poll_settings(poll_interval, poll_interval, timeout)
+        return first, None, limit
+    return validate_poll_settings(poll_interval, max_poll_interval, timeout)
 
 
 async def wait_until_terminal(

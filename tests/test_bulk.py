@@ -372,7 +372,7 @@ async def test_rate_limit_covers_triggers_polls_and_other_calls(codat: ScriptedC
 
         async with clock.autojump(), anyio.create_task_group() as tg:
             run = client.sync.request_sync_many(
-                ids(30), wait=True, requests_per_minute=600, poll_interval=1.0
+                ids(30), wait=True, requests_per_minute=600, poll_interval=1.0, max_poll_interval=1.0
             )
             async with run as results:
                 tg.start_soon(meanwhile)
@@ -511,7 +511,7 @@ async def test_progress_counts_done_and_failed(
         [r async for r in results]
     assert [u.done for u in updates] == list(range(1, 11))
     assert all(u.total == 10 for u in updates)
-    assert updates[-1] == BulkProgress(done=10, failed=2, total=10)
+    assert updates[-1] == BulkProgress(done=10, failed=2, total=10, triggered=8)
     assert updates[-1].succeeded == 8
 
 
@@ -529,7 +529,7 @@ async def test_an_async_iterable_input(client: AsyncSyncClient, codat: ScriptedC
     async with client.sync.request_sync_many(source(), on_progress=updates.append) as results:
         seen = [r.company_id async for r in results]
     assert sorted(seen) == sorted(companies)
-    assert updates[-1] == BulkProgress(12, 0, None)
+    assert updates[-1] == BulkProgress(12, 0, None, triggered=12)
 
 
 @pytest.mark.anyio
@@ -634,7 +634,7 @@ def test_blocking_iterator_yields_every_result() -> None:
             again = [r.ok for r in results]
     assert sorted(seen) == sorted(companies)
     assert again == [True] * 3
-    assert progress[-1] == BulkProgress(20, 0, 20)
+    assert progress[-1] == BulkProgress(20, 0, 20, triggered=20)
     assert threading.get_ident() not in threads  # callbacks run on the client's loop
 
 

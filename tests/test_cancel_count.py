@@ -116,7 +116,7 @@ RUNS: dict[str, tuple[Body, bool]] = {
     ),
     "request_sync_many(wait=True)": (
         lambda c, companies: drain(
-            c.sync.request_sync_many(companies, wait=True, wait_concurrency=WORKERS)
+            c.sync.request_sync_many(companies, wait=True, concurrency=WORKERS)
         ),
         False,
     ),

@@ -534,6 +534,61 @@ def test_bulk_interrupted_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
             assert later == [first_keys[company]]
 
 
+def test_bulk_wait_interrupted_with_ctrl_c_then_resumed(tmp_path: Path) -> None:
+    # ``--wait``: the Ctrl-C lands while syncs are waited for (each runs 3 s); the journal
+    # still holds every key, and the rerun replays them: one sync per company.
+    fake = FakeCodat(sync_duration=3.0)
+    companies = [str(uuid.uuid4()) for _ in range(40)]
+    source = tmp_path / "ids.txt"
+    source.write_text("\n".join(companies) + "\n")
+    out = tmp_path / "out.jsonl"
+    wait = ["--wait", "--poll-interval", "0.2", "--max-poll-interval", "0.5"]
+    with FakeCodatServer(fake) as server:
+        argv = [
+            sys.executable,
+            "-m",
+            "codat_commerce_async.cli",
+            "sync",
+            "bulk",
+            str(source),
+            "-o",
+            str(out),
+            "--requests-per-minute",
+            "60000",
+            "--no-progress",
+            *wait,
+            *conn(server),
+        ]
+        # Hang guards only (60 s), as above.
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as child:
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if out.exists() and out.read_text().count('"started"') >= 40:
+                        break
+                    time.sleep(0.01)
+                child.send_signal(signal.SIGINT)
+                _, err = child.communicate(timeout=60)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        assert child.returncode == 130, err
+        assert "Traceback" not in err
+        first = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len([e for e in first if e["event"] == "result"]) < 40  # still waiting
+        rerun = ["sync", "bulk", str(source), "-o", str(out), "--no-progress", *wait]
+        assert main([*rerun, "--requests-per-minute", "60000", *conn(server)]) == 0
+        entries = [json.loads(line) for line in out.read_text().splitlines()]
+    ok = {e["company_id"] for e in entries if e["event"] == "result" and e["ok"]}
+    assert ok == set(companies)
+    for company in companies:
+        assert fake.syncs_started(company) == 1, company
+    fake.assert_no_duplicate_syncs()
+
+
 # -- friction: unreadable files, duplicates, the demo's counts, company-status -------------
 
 

@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import _bulk, _protocol
 from .._bulk import (
     DEFAULT_BULK_CONCURRENCY,
-    DEFAULT_WAIT_CONCURRENCY,
     BulkRun,
     IdempotencyKeys,
     ProgressCallback,
+    Waits,
     WaitTarget,
+    polls_in_flight,
 )
 from .._call import Call
 from .._config import CallSettings, RetryPolicy
+from .._limits import Priority
 from .._models import CompanySyncStatus, SyncStatus, SyncSummary
 from .._response import APIResponse
 from .._types import NOT_GIVEN, CompanyId, DateInput, NotGiven, TimeoutTypes
@@ -27,6 +29,7 @@ from .._waiting import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
+    validate_bulk_poll_settings,
     validate_poll_settings,
     wait_until_terminal,
 )
@@ -70,6 +73,7 @@ class SyncAPI:
         deadline: float | NotGiven | None = NOT_GIVEN,
         retry_policy: RetryPolicy | NotGiven = NOT_GIVEN,
         extra_headers: Mapping[str, str] | None = None,
+        priority: Priority = Priority.FOREGROUND,
     ) -> APIResponse[T]:
         key = (
             None if idempotency_key is None else _protocol.validate_idempotency_key(idempotency_key)
@@ -82,7 +86,7 @@ class SyncAPI:
             extra_headers=extra_headers,
         )
         self._core.check_usable()
-        call = Call(self._core, op, settings, key)
+        call = Call(self._core, op, settings, key, priority)
         if call.key_from_caller:  # a fresh key is nobody else's: nothing to wait for
             return await self._core.same_key.run(call)
         return await call.run()
@@ -303,9 +307,9 @@ class SyncAPI:
         idempotency_keys: IdempotencyKeys | None = None,
         on_progress: ProgressCallback | None = None,
         wait: bool = False,
-        wait_concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        wait_concurrency: int | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        max_poll_interval: float | None = None,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
@@ -327,26 +331,37 @@ class SyncAPI:
           else 900 (Codat allows 1,000 a minute per IP); None: no run limit.
         - ``idempotency_keys``: a mapping or function from canonical company id to key
           (None or missing: a fresh uuid4), for runs that can be resumed safely.
-        - ``on_progress``: called with a :class:`BulkProgress` after each result.
-        - ``wait=True``: also wait for each sync to finish (``wait_for_sync`` with
-          ``poll_interval``, ``max_poll_interval`` and ``wait_timeout``), up to
-          ``wait_concurrency`` at once; results then carry the final ``status``.
+        - ``on_progress``: called with a :class:`BulkProgress` at every change (a
+          trigger, a sync seen finished, a result).
+        - ``wait=True``: also wait for each sync to finish; results then carry the final
+          ``status``. Triggers never wait for polls: started syncs go to one poll
+          schedule that learns how long this run's syncs take and polls each near its
+          expected end, using only the rate the triggers leave (see docs/waiting.md).
+          ``poll_interval`` (5 s) is the shortest gap between two polls of a sync,
+          ``max_poll_interval`` the longest (None: the schedule decides), and
+          ``wait_timeout`` (1 hour from the trigger) ends a wait with
+          :class:`SyncWaitTimeoutError` once a poll after it still finds it running.
+          ``wait_concurrency`` is deprecated: it bounds only the polls in flight.
         - ``extra_headers``: added to every request of the run (validated first).
 
         One company's failure never stops the others: it is a result with ``error``.
         Other per-call settings come from the client (use ``client.with_options(...)``).
         """
         payload = _protocol.sync_to_payload(sync_to)
-        return self._with_headers(extra_headers)._trigger_run(
+        owner = self._with_headers(extra_headers)
+        return owner._trigger_run(
             company_ids,
             lambda company: _protocol.trigger_latest(company, payload),
             concurrency=concurrency,
             requests_per_minute=requests_per_minute,
             idempotency_keys=idempotency_keys,
             on_progress=on_progress,
-            wait=wait,
-            wait_concurrency=wait_concurrency,
-            poll=(poll_interval, max_poll_interval, wait_timeout),
+            waits=owner._waits(
+                wait,
+                concurrency,
+                wait_concurrency,
+                (poll_interval, max_poll_interval, wait_timeout),
+            ),
         )
 
     @bulk
@@ -361,9 +376,9 @@ class SyncAPI:
         idempotency_keys: IdempotencyKeys | None = None,
         on_progress: ProgressCallback | None = None,
         wait: bool = False,
-        wait_concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        wait_concurrency: int | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        max_poll_interval: float | None = None,
         wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
@@ -373,16 +388,20 @@ class SyncAPI:
         raises ``ValueError`` here, before anything is sent.
         """
         payload = _protocol.date_range_payload(start, finish)
-        return self._with_headers(extra_headers)._trigger_run(
+        owner = self._with_headers(extra_headers)
+        return owner._trigger_run(
             company_ids,
             lambda company: _protocol.trigger_historic(company, payload),
             concurrency=concurrency,
             requests_per_minute=requests_per_minute,
             idempotency_keys=idempotency_keys,
             on_progress=on_progress,
-            wait=wait,
-            wait_concurrency=wait_concurrency,
-            poll=(poll_interval, max_poll_interval, wait_timeout),
+            waits=owner._waits(
+                wait,
+                concurrency,
+                wait_concurrency,
+                (poll_interval, max_poll_interval, wait_timeout),
+            ),
         )
 
     @bulk
@@ -390,11 +409,11 @@ class SyncAPI:
         self,
         syncs: Iterable[WaitTarget] | AsyncIterable[WaitTarget],
         *,
-        concurrency: int = DEFAULT_WAIT_CONCURRENCY,
+        concurrency: int = DEFAULT_BULK_CONCURRENCY,
         requests_per_minute: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+        max_poll_interval: float | None = None,
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         extra_headers: Mapping[str, str] | None = None,
     ) -> BulkRun:
@@ -403,20 +422,21 @@ class SyncAPI:
         Each item is a :class:`BulkResult` (failed triggers pass straight through), a
         :class:`SyncSummary`, a ``(company_id, sync_id_or_summary)`` pair, or a company
         id (its latest sync). Results carry ``status`` (the last one seen on a timeout,
-        with a :class:`SyncWaitTimeoutError`). ``concurrency`` bounds the waits; their
-        polls share the client's in-flight cap, and ``requests_per_minute`` works as
-        in :meth:`request_sync_many`.
+        with a :class:`SyncWaitTimeoutError`). Any number of syncs is waited for at
+        once, from one poll schedule (as with ``request_sync_many(..., wait=True)``);
+        ``concurrency`` bounds the status polls in flight (10), and
+        ``requests_per_minute`` works as in :meth:`request_sync_many`.
         """
         owner = self._with_headers(extra_headers)
+        waits = owner._waits(True, concurrency, None, (poll_interval, max_poll_interval, timeout))
+        assert waits is not None
         return _bulk.wait_run(
             syncs,
-            owner._waiter(),
             limits=self._core.limits,
             on_enter=self._core.check_usable,
-            concurrency=concurrency,
             requests_per_minute=requests_per_minute,
             on_progress=on_progress,
-            poll=(poll_interval, max_poll_interval, timeout),
+            waits=waits,
         )
 
     def _trigger_run(
@@ -431,7 +451,6 @@ class SyncAPI:
         return _bulk.trigger_run(
             company_ids,
             send,
-            self._waiter(),
             limits=self._core.limits,
             on_enter=self._core.check_usable,
             max_concurrency=self._core.limits.max_concurrency,
@@ -447,11 +466,32 @@ class SyncAPI:
             self._core, self._settings.with_overrides(extra_headers=extra_headers)
         )
 
-    def _waiter(self) -> _bulk.Waiter:
-        return self._wait
+    def _waits(
+        self,
+        wait: bool,
+        concurrency: int,
+        wait_concurrency: int | None,
+        poll: tuple[float, float | None, float | None],
+    ) -> Waits | None:
+        """How a bulk run waits (None: it does not), validated before any I/O."""
+        if not wait:
+            return None
+        settings = validate_bulk_poll_settings(*poll)
+        in_flight = polls_in_flight(
+            concurrency, wait_concurrency, self._core.limits.max_concurrency
+        )
+
+        async def poll_once(company: str, sync_id: str | None) -> CompanySyncStatus:
+            op = _protocol.sync_status(company, "latest" if sync_id is None else sync_id)
+            return (await self._send(op, priority=Priority.BACKGROUND)).parsed
+
+        return Waits(poll_once, settings, in_flight, self._core.clock)
 
     async def _wait(
-        self, company_id: CompanyId, sync_id: CompanyId | SyncSummary | None, poll: _bulk.Poll
+        self,
+        company_id: CompanyId,
+        sync_id: CompanyId | SyncSummary | None,
+        poll: tuple[float, float, float | None],
     ) -> CompanySyncStatus:
         """``wait_for_sync`` with validated poll settings."""
         first, cap, limit = poll

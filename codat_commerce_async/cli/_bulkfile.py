@@ -37,7 +37,7 @@ from .._exceptions import APIStatusError
 from .._protocol import canonical_company_id, new_idempotency_key
 from .._retry import may_resend_with_new_key
 from ._main import EXIT_FAILED, EXIT_OK
-from ._output import emit, note, progress_bar
+from ._output import describe, emit, note, progress_bar
 from ._sync import client_for
 
 __all__ = ["Journal", "read_company_ids", "read_company_ids_counted", "run"]
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     writer: _Writer | None = None
     totals = {"succeeded": 0, "failed": 0}
     show = not args.no_progress and not args.json
-    bar: dict[str, Callable[[int, int], None]] = {}
+    bar: dict[str, Callable[[int, int, str], None]] = {}
 
     def key_for(company: str) -> str:
         # Called by the run just before the company's request: record the key first.
@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_progress(progress: BulkProgress) -> None:
         if "update" in bar:
-            bar["update"](progress.done, progress.failed)
+            bar["update"](progress.done, progress.failed, describe(progress) if args.wait else "")
 
     bulk = _start(client, args, todo, key_for, on_progress)  # bad dates fail here
 
@@ -328,7 +328,9 @@ def _start(
         "on_progress": on_progress,
         "wait": args.wait,
         "poll_interval": args.poll_interval,
-        "max_poll_interval": max(args.max_poll_interval, args.poll_interval),
+        "max_poll_interval": None
+        if args.max_poll_interval is None
+        else max(args.max_poll_interval, args.poll_interval),
         "wait_timeout": args.timeout,
     }
     if args.start is not None:

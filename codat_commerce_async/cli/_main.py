@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="client-side rate limit for every request of the run (default 900)",
     )
     bulk.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _poll_options(bulk)
+    _poll_options(bulk, max_default=None)
     bulk.set_defaults(handler=_lazy("_bulkfile", "run"))
 
     fake = commands.add_parser(
@@ -240,15 +240,19 @@ def _lazy(module: str, name: str) -> Handler:
     return handler
 
 
-def _poll_options(parser: argparse.ArgumentParser) -> None:
+def _poll_options(
+    parser: argparse.ArgumentParser, max_default: float | None = DEFAULT_MAX_POLL_INTERVAL
+) -> None:
     parser.add_argument(
         "--poll-interval", type=_positive_float, default=DEFAULT_POLL_INTERVAL, metavar="SECONDS"
     )
     parser.add_argument(
         "--max-poll-interval",
         type=_positive_float,
-        default=DEFAULT_MAX_POLL_INTERVAL,
+        default=max_default,
         metavar="SECONDS",
+        help="the longest gap between two polls of a sync"
+        + (" (default: the poll schedule decides)" if max_default is None else ""),
     )
     parser.add_argument(
         "--timeout", type=_positive_float, default=DEFAULT_WAIT_TIMEOUT, metavar="SECONDS"

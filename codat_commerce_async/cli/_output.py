@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["emit", "error", "note", "progress_bar", "table"]
+__all__ = ["describe", "emit", "error", "note", "progress_bar", "table"]
 
 PROG = "codat-commerce"
 
@@ -69,14 +69,38 @@ def error(message: str) -> None:
     print(f"{PROG}: error: {first}", file=sys.stderr, flush=True)
 
 
+def describe(progress: Any) -> str:
+    """A waiting run's state for the progress bar: triggered, waiting, confirmed, failed
+    and the expected time left (``progress`` is a :class:`BulkProgress`)."""
+    left = progress.expected_seconds_left
+    eta = "" if left is None else f" · about {_duration(left)} left"
+    return (
+        f"triggered {progress.triggered:,} · waiting {progress.waiting:,} · "
+        f"confirmed {progress.confirmed:,} · failed {progress.failed:,}{eta}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _no_bar(done: int, failed: int, detail: str = "") -> None:
+    """The progress bar's ``update`` when no bar is drawn."""
+
+
 @contextmanager
 def progress_bar(
     description: str, total: int | None, *, enabled: bool
-) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields ``update(done, failed)``. A no-op when disabled,
-    when stderr is not a terminal, or without rich."""
+) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress bar on stderr; yields ``update(done, failed, detail)`` (``detail``: a
+    line such as :func:`describe` gives, or ""). A no-op when disabled, when stderr is
+    not a terminal, or without rich."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda done, failed: None
+        yield _no_bar
         return
     try:
         from rich.console import Console
@@ -88,7 +112,7 @@ def progress_bar(
             TimeElapsedColumn,
         )
     except ImportError:  # pragma: no cover - rich is in the cli extra
-        yield lambda done, failed: None
+        yield _no_bar
         return
     columns = (
         TextColumn("{task.description}"),
@@ -96,11 +120,15 @@ def progress_bar(
         MofNCompleteColumn(),
         TextColumn("failed: {task.fields[failed]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
     )
     with Progress(*columns, console=Console(file=sys.stderr), transient=False) as bar:
-        task = bar.add_task(description, total=total, failed=0)
+        task = bar.add_task(description, total=total, failed=0, detail="")
 
-        def update(done: int, failed: int) -> None:
-            bar.update(task, completed=done, failed=failed)
+        def update(done: int, failed: int, detail: str = "") -> None:
+            if detail:  # a waiting run: its own line says how many failed
+                bar.update(task, completed=done, failed=failed, detail=detail)
+            else:
+                bar.update(task, completed=done, failed=failed)
 
         yield update

@@ -182,6 +182,10 @@ class FakeCodat:
         companies: None (default) makes every well-formed UUID a known company; an iterable
             switches to strict mode where only these (and :meth:`add_company`) exist.
         sync_duration: seconds a sync reports "in progress" (1000) before its outcome.
+        sync_durations: draws each new sync's duration instead: called with the company
+            id, returns seconds, e.g. ``lambda company: rng.expovariate(1 / 240)`` with a
+            seeded ``rng = random.Random(7)``, or a lookup of per-company durations.
+            A ``set_outcome(..., duration=)`` still wins.
         sync_id_lookup: if True (default) ``SyncSummary.commerceSyncId`` is also the
             ``syncId`` of the status endpoints, so ``GET .../syncs/{commerceSyncId}/status``
             works. If False the status ``syncId`` is a different uuid and the by-id endpoint
@@ -206,6 +210,7 @@ class FakeCodat:
         accept_any_auth: bool = False,
         companies: Iterable[str] | None = None,
         sync_duration: float = 0.0,
+        sync_durations: Callable[[str], float] | None = None,
         sync_id_lookup: bool = True,
         rate_limits: RateLimits | None = None,
         faults: FaultPlan | None = None,
@@ -228,6 +233,7 @@ class FakeCodat:
         self._wall_origin = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
         canonical = [_require_uuid(c) for c in companies] if companies is not None else None
         self._state = FakeState(canonical, sync_duration)
+        self._state.durations = sync_durations
         self._ledger = IdempotencyLedger(clock, idempotency_ttl)
         self._limiter = RateLimiter(rate_limits or RateLimits(), clock, self._to_wall)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -191,6 +191,8 @@ class FakeState:
         self._known: set[str] = {c.lower() for c in companies or ()}
         self._unknown: set[str] = set()
         self.default_duration = default_duration
+        #: Draws each new sync's duration from the company id (None: the default).
+        self.durations: Callable[[str], float] | None = None
         self.default_outcome = SyncOutcome()
         self._outcomes: dict[str, SyncOutcome] = {}
         self._syncs: list[StartedSync] = []
@@ -234,7 +236,10 @@ class FakeState:
 
         The one place a sync's duration is chosen: extend it here (e.g. per-company
         durations drawn from a distribution)."""
-        return outcome.duration if outcome.duration is not None else self.default_duration
+        if outcome.duration is not None:
+            return outcome.duration
+        draw = self.durations
+        return self.default_duration if draw is None else float(draw(company_id))
 
     def start_sync(
         self,
