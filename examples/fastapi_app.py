@@ -66,8 +66,9 @@ def create_app(client_factory: Callable[[], AsyncSyncClient] = AsyncSyncClient) 
     return app
 
 
-def get_codat(request: Request) -> AsyncSyncClient:
-    """The dependency handing the application's client to a route."""
+async def get_codat(request: Request) -> AsyncSyncClient:
+    """The dependency handing the application's client to a route (async: FastAPI would
+    run a plain ``def`` dependency in its thread pool, a hop per request for nothing)."""
     client: AsyncSyncClient = request.app.state.codat
     return client
 
