@@ -39,11 +39,12 @@ import datetime as _dt
 import functools
 import logging
 import math
+import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import sniffio
@@ -63,7 +64,8 @@ from ._quota import (
 from ._ratelimit import validate_rate
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
+    from redis.commands.core import AsyncScript
 
 __all__ = ["RedisLimits"]
 
@@ -199,9 +201,31 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     # Every redis-py error, not only the connection ones: a read-only replica
     # (ReadOnlyError), maxmemory with noeviction (OutOfMemoryError) or a key of the
     # wrong type are a Redis that cannot keep the limits, like an unreachable one.
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
-    return (RedisError, OSError)
+    # RedisClusterException (no cluster node reachable, a slot not covered) is not a
+    # RedisError.
+    return (RedisError, RedisClusterException, OSError)
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong with Redis, for a message: the error's type and text, and for a
+    TLS certificate that did not verify, our own words first. The password is in no
+    redis-py message (it is in the connection's settings, never in its text)."""
+    import ssl
+
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or cause.reason or "verification failed"
+            return (
+                f"the Redis server's TLS certificate did not verify ({reason}): give the CA "
+                "that signed it with ssl_ca_certs= (or ?ssl_ca_certs= in the URL)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _from_ms(ms: int) -> _dt.datetime:
@@ -234,6 +258,30 @@ async def _no() -> bool:
     return False
 
 
+def _register(redis: object, script: str) -> AsyncScript:
+    # redis-py types register_script for Redis only; RedisCluster has it as well.
+    client: Any = redis
+    return cast("AsyncScript", client.register_script(script))
+
+
+def _tls_options(url: object, redis: object, ca_file: str | None) -> dict[str, Any]:
+    """``ssl_ca_certs`` for redis-py, checked before any I/O: a readable file, and a
+    ``rediss://`` URL to use it with."""
+    if ca_file is None:
+        return {}
+    if redis is not None:
+        raise ConfigurationError(
+            "ssl_ca_certs= goes with url=; a client passed as redis= brings its own TLS settings"
+        )
+    if not isinstance(url, str) or not url.lower().startswith("rediss://"):
+        raise ConfigurationError("ssl_ca_certs= needs a rediss:// URL (Redis over TLS)")
+    if not isinstance(ca_file, str) or not os.path.isfile(ca_file):
+        raise ConfigurationError(
+            f"ssl_ca_certs must name a readable PEM file (got {_preview(ca_file)})"
+        )
+    return {"ssl_ca_certs": ca_file}
+
+
 def _name(what: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         length = f", {len(value):,} characters" if isinstance(value, str) else ""
@@ -252,19 +300,15 @@ def _tag(prefix: str) -> str:
     return "{" + escaped + "}"
 
 
-def _url_client(factory: type[Redis], url: object) -> Redis | None:
-    """A client for ``url``, or None when redis-py cannot parse it. Nothing of the
-    parser's error is kept: it may quote the password (``Port could not be cast``)."""
+def _url_client(factory: Any, url: object, **options: Any) -> Any:
+    """A client for ``url`` (``factory`` is ``Redis`` or ``RedisCluster``), or None when
+    redis-py cannot parse it. Nothing of the parser's error is kept: it may quote the
+    password (``Port could not be cast``)."""
     try:
         # Short socket timeouts: a hung Redis must not hang Codat calls behind it.
-        client: Redis = factory.from_url(
-            url,  # type: ignore[arg-type]
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-        )
+        return factory.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, **options)
     except Exception:
         return None
-    return client
 
 
 class RedisLimits:
@@ -277,7 +321,11 @@ class RedisLimits:
         async with AsyncSyncClient(api_key=..., limits=limits) as client: ...
 
     Args:
-        url: a ``redis://`` URL (or pass ``redis=``, a ``redis.asyncio.Redis`` you own).
+        url: a ``redis://`` or ``rediss://`` (TLS) URL, or pass ``redis=``, a
+            ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` you own.
+        cluster: ``url`` names a node of a Redis Cluster (the others are discovered).
+        ssl_ca_certs: a PEM file of the CA that signed the server's TLS certificate,
+            when it is not one the system trusts (``rediss://`` only).
         egress_key: names the IP address Codat sees; processes behind one NAT share it.
         requests_per_minute: the shared rate for that IP (Codat allows 1,000; default 900).
         burst: requests that may go back to back after a quiet spell (default 1).
@@ -295,7 +343,7 @@ class RedisLimits:
         url: str | None = None,
         *,
         egress_key: str,
-        redis: Redis | None = None,
+        redis: Redis | RedisCluster | None = None,
         requests_per_minute: float = 900.0,
         burst: int = 1,
         per_company_concurrency: int = 10,
@@ -304,10 +352,13 @@ class RedisLimits:
         prefix: str = "codat",
         fallback_requests_per_minute: float | None = None,
         probe_interval: float = 5.0,
+        cluster: bool = False,
+        ssl_ca_certs: str | None = None,
     ) -> None:
         refuse_non_asyncio()
         try:
             from redis.asyncio import Redis as _Redis
+            from redis.asyncio import RedisCluster as _RedisCluster
         except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
             raise ConfigurationError(
                 "RedisLimits needs redis-py: pip install 'codat-commerce-async[redis]'"
@@ -337,8 +388,9 @@ class RedisLimits:
         self.quota_reserve = validate_reserve(quota_reserve)
         self.fallback_requests_per_minute = fallback if fallback is not None else rate / 4
         self.probe_interval = float(probe_interval)
+        options = _tls_options(url, redis, ssl_ca_certs)
         if redis is None:
-            redis = _url_client(_Redis, url)
+            redis = _url_client(_RedisCluster if cluster else _Redis, url, **options)
             has_password = isinstance(url, str) and "@" in url
             del url  # may carry a password: not in a traceback rendered with locals
             if redis is None:
@@ -352,10 +404,13 @@ class RedisLimits:
                     f"url must be a redis://, rediss:// or unix:// URL (value not shown){hint}"
                 )
             self._owns_redis = True
-        elif not isinstance(redis, _Redis):
-            raise ConfigurationError("redis= must be a redis.asyncio.Redis client")
+        elif not isinstance(redis, (_Redis, _RedisCluster)):
+            raise ConfigurationError(
+                "redis= must be a redis.asyncio.Redis or redis.asyncio.RedisCluster client"
+            )
         else:
             self._owns_redis = False
+        self.cluster = isinstance(redis, _RedisCluster)
         self.redis = redis
         self._interval_us = 60_000_000.0 / rate
         self._tolerance_us = self._interval_us * (burst - 1)
@@ -363,14 +418,14 @@ class RedisLimits:
         self._rate_key = f"{self._tag}:rate:{egress_key}"
         self._gate_key = f"{self._tag}:gate:{egress_key}"
         self._quota_key = f"{self._tag}:quota"
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._close_gate = redis.register_script(_CLOSE_GATE)
-        self._gate_left = redis.register_script(_GATE_LEFT)
-        self._take_slot = redis.register_script(_TAKE_SLOT)
-        self._refresh = redis.register_script(_REFRESH)
-        self._release_lease = redis.register_script(_RELEASE_LEASE)
-        self._observe = redis.register_script(_OBSERVE_QUOTA)
-        self._read_quota = redis.register_script(_READ_QUOTA)
+        self._acquire = _register(redis, _ACQUIRE)
+        self._close_gate = _register(redis, _CLOSE_GATE)
+        self._gate_left = _register(redis, _GATE_LEFT)
+        self._take_slot = _register(redis, _TAKE_SLOT)
+        self._refresh = _register(redis, _REFRESH)
+        self._release_lease = _register(redis, _RELEASE_LEASE)
+        self._observe = _register(redis, _OBSERVE_QUOTA)
+        self._read_quota = _register(redis, _READ_QUOTA)
         self._local = LocalLimits(
             self.fallback_requests_per_minute,
             per_company_concurrency=per_company_concurrency,
@@ -427,7 +482,7 @@ class RedisLimits:
         try:
             return await shared()
         except _redis_errors() as exc:
-            failure = f"{type(exc).__name__}: {exc}"
+            failure = _describe(exc)
         if self._down_since is None:
             logger.warning(
                 "Redis unavailable (%s): using in-process limits at %g requests a minute "
@@ -446,7 +501,7 @@ class RedisLimits:
         try:
             await self._write_probe()
         except _redis_errors() as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return _describe(exc)
         return None
 
     async def _write_probe(self) -> None:
@@ -614,7 +669,15 @@ class RedisLimits:
         event loop uses them). A client calls this when it closes; connections another
         client sharing these limits is using are left alone."""
         with contextlib.suppress(*_redis_errors()):
-            await self.redis.connection_pool.disconnect(inuse_connections=False)
+            if self.cluster:
+                # A cluster client keeps a pool per node and cannot tell idle ones apart:
+                # it reconnects on next use whatever is dropped.
+                cluster: Any = self.redis
+                for node in cluster.get_nodes():
+                    await node.disconnect()
+            else:
+                single: Any = self.redis
+                await single.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
         """Stop refreshing leases and close the Redis connection (if this object made it)."""
