@@ -120,6 +120,26 @@ class FleetLimits(InProcessLimits):
     async def quota_decision(self) -> QuotaDecision:
         return await self.shared.quota_decision()
 
+    # -- the fleet-wide pause (webhooks.apply_rate_limit) --------------------------
+
+    def pause_bulk_runs(self, seconds: float | None) -> None:
+        super().pause_bulk_runs(seconds)
+        self._spawn(self.shared.pause_bulk_runs(seconds))  # every process of the account
+
+    def resume_bulk_runs(self) -> None:
+        super().resume_bulk_runs()
+        self._spawn(self.shared.resume_bulk_runs())
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        return super().bulk_runs_paused or self.shared.bulk_runs_paused
+
+    async def wait_unpaused(self) -> None:
+        while True:  # this process's own pause, then the fleet's, until neither holds
+            await super().wait_unpaused()
+            if not await self.shared.wait_unpaused():
+                return
+
     # -- lifecycle -------------------------------------------------------------
 
     def _spawn(self, work: Awaitable[None]) -> None:

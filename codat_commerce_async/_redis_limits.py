@@ -436,6 +436,8 @@ class RedisLimits:
         self._retry_at = 0.0
         self._held: dict[str, tuple[str, str]] = {}  # token -> (key, "slot" | "lease")
         self._heartbeat: Any = None  # asyncio.Task refreshing the held leases
+        self._pause_read_at = -math.inf  # the fleet-wide pause, as last read
+        self._pause_left = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -723,3 +725,96 @@ class RedisLimits:
         while self._held:
             await anyio.sleep(self.lease_ttl / 3)
             await self.refresh_leases()
+
+    # -- the fleet-wide pause (Codat's daily-quota webhooks) ------------------------------
+    #
+    # One key per account, ``{P}:pause``, present while bulk runs are paused; its TTL is
+    # the pause's end. Every process reads it before a bulk run takes a company, at most
+    # every PAUSE_POLL seconds, so a pause (or its end) reaches the whole fleet within
+    # PAUSE_POLL plus a round trip, and a restarted worker starts paused.
+
+    PAUSE_POLL = 0.5
+    """Seconds between two reads of the shared pause by one process."""
+
+    PAUSE_AT_MOST = 25 * 3600.0
+    """A pause without an end lasts until resumed or this long (the daily quota resets at
+    00:00 UTC, so a lost ``client.rateLimit.reset`` must not hold a fleet forever)."""
+
+    @property
+    def _pause_key(self) -> str:
+        return f"{self._tag}:pause"
+
+    async def pause_bulk_runs(self, seconds: float | None) -> None:
+        """Pause every process's bulk runs for ``seconds`` (None: until
+        :meth:`resume_bulk_runs`, at most :attr:`PAUSE_AT_MOST`)."""
+        ttl = self.PAUSE_AT_MOST if seconds is None else min(seconds, self.PAUSE_AT_MOST)
+
+        async def shared() -> None:
+            if ttl > 0:
+                await self.redis.set(self._pause_key, "1", px=max(1, int(ttl * 1000)))
+            else:
+                await self.redis.delete(self._pause_key)
+
+        await self._shared(shared, _nothing)
+        self._pause_read_at = -math.inf  # read it afresh
+
+    async def resume_bulk_runs(self) -> None:
+        """End the fleet-wide pause now (every process sees it within :attr:`PAUSE_POLL`)."""
+
+        async def shared() -> None:
+            await self.redis.delete(self._pause_key)
+
+        await self._shared(shared, _nothing)
+        self._pause_read_at = -math.inf
+
+    async def bulk_pause_left(self) -> float:
+        """Seconds the fleet-wide pause lasts (0: not paused), read from Redis now."""
+
+        async def shared() -> float:
+            ms = int(await self.redis.pttl(self._pause_key))
+            if ms == -1:  # set by hand without a TTL: paused until resumed
+                return math.inf
+            return max(0.0, ms / 1000)
+
+        async def local() -> float:
+            return 0.0  # Redis down: only this process's own pause holds
+
+        left = await self._shared(shared, local)
+        self._pause_read_at = time.monotonic()
+        self._pause_left = left
+        return left
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True if the fleet-wide pause held at the last read (at most
+        :attr:`PAUSE_POLL` ago while bulk runs go on)."""
+        elapsed = time.monotonic() - self._pause_read_at
+        return self._pause_left > elapsed
+
+    async def wait_unpaused(self) -> bool:
+        """Return once the fleet-wide pause is over (at once when there is none);
+        True if it waited. Reads Redis at most every :attr:`PAUSE_POLL` seconds."""
+        waited = False
+        while True:
+            elapsed = time.monotonic() - self._pause_read_at
+            if elapsed >= self.PAUSE_POLL:
+                left = await self.bulk_pause_left()
+            else:
+                left = max(0.0, self._pause_left - elapsed)
+            if left <= 0:
+                break
+            if not waited:
+                logger.info("bulk runs paused fleet-wide (%s)", _pause_for(left))
+                waited = True
+            await anyio.sleep(min(left, self.PAUSE_POLL))
+        if waited:
+            logger.info("bulk runs resumed fleet-wide")
+        return waited
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _pause_for(seconds: float) -> str:
+    return "until resumed" if math.isinf(seconds) else f"{seconds:.0f} s left"
