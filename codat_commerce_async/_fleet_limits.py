@@ -80,8 +80,10 @@ class FleetLimits(InProcessLimits):
             return
         try:
             self._company_slots[id(call)] = await shared.take_company_slot(company)
+            if not call.op.idempotent:  # a trigger: last, closest to the send
+                await shared.confirm_trigger_lease(company)
         except BaseException:
-            super().release(call)
+            self.release(call)  # the in-flight slot, and the company's if it was taken
             raise
 
     def release(self, call: Call[Any]) -> None:

@@ -436,6 +436,7 @@ class RedisLimits:
         self._retry_at = 0.0
         self._held: dict[str, tuple[str, str]] = {}  # token -> (key, "slot" | "lease")
         self._heartbeat: Any = None  # asyncio.Task refreshing the held leases
+        self._triggering: dict[str, str] = {}  # trigger lease key -> our token
         self._pause_read_at = -math.inf  # the fleet-wide pause, as last read
         self._pause_left = 0.0
 
@@ -613,9 +614,12 @@ class RedisLimits:
 
         if await self._shared(functools.partial(_until, take), _no):
             self._hold(token, key, "lease")
+            self._triggering[key] = token
             try:
                 yield
             finally:
+                if self._triggering.get(key) == token:
+                    del self._triggering[key]
                 await self._let_go(token, key, "lease")
         else:
             async with self._local.trigger_lease(company_id):
@@ -726,6 +730,44 @@ class RedisLimits:
             await anyio.sleep(self.lease_ttl / 3)
             await self.refresh_leases()
 
+    # -- confirming a trigger lease right before the trigger is sent ---------------------
+
+    async def confirm_trigger_lease(self, company_id: str) -> None:
+        """Right before a trigger of ``company_id`` goes on the wire: make sure this
+        process still holds the company's trigger lease (extending it to a full
+        ``lease_ttl``), or wait to take it again.
+
+        The heartbeat keeps a lease while the process runs; a process frozen (SIGSTOP, a
+        paused VM, a long GC) for over ``lease_ttl`` loses it, and another may have
+        taken it and be triggering the company. Without this check the frozen process
+        would send its trigger as soon as it runs again; with it, it waits its turn.
+        What is left is the send itself: a process frozen between this check and its
+        request reaching Codat for over ``lease_ttl`` can still overlap another's trigger
+        (the same idempotency key then makes the second a replay).
+        """
+        key = f"{self._tag}:trigger:{company_id}"
+        token = self._triggering.get(key)
+        if token is None:
+            return  # not inside trigger_lease (an interactive call): nothing to confirm
+        ttl_ms = int(self.lease_ttl * 1000)
+
+        async def refresh() -> int:
+            return int(await self._refresh(keys=[key], args=[token, ttl_ms, "lease"]))
+
+        if await self._shared(refresh, _one):
+            return
+        logger.warning(
+            "the trigger lease of company %s expired while this process was stalled "
+            "(over lease_ttl=%g s); waiting for it before triggering",
+            company_id,
+            self.lease_ttl,
+        )
+
+        def take() -> Awaitable[object]:
+            return self.redis.set(key, token, nx=True, px=ttl_ms)
+
+        await self._shared(functools.partial(_until, take), _no)
+
     # -- the fleet-wide pause (Codat's daily-quota webhooks) ------------------------------
     #
     # One key per account, ``{P}:pause``, present while bulk runs are paused; its TTL is
@@ -798,7 +840,12 @@ class RedisLimits:
         while True:
             elapsed = time.monotonic() - self._pause_read_at
             if elapsed >= self.PAUSE_POLL:
-                left = await self.bulk_pause_left()
+                try:
+                    left = await self.bulk_pause_left()
+                except LimitsUnavailableError:
+                    # Redis never took a write: the company's own calls say so, each in
+                    # its result, as without the pause.
+                    left = 0.0
             else:
                 left = max(0.0, self._pause_left - elapsed)
             if left <= 0:
@@ -814,6 +861,10 @@ class RedisLimits:
 
 async def _nothing() -> None:
     return None
+
+
+async def _one() -> int:
+    return 1
 
 
 def _pause_for(seconds: float) -> str:
