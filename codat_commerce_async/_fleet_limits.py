@@ -97,6 +97,7 @@ class FleetLimits(InProcessLimits):
     ) -> None:
         super().observe(call, status, headers, retry_after)
         self._spawn(self.shared.observe(headers))
+        self._spawn(self.shared.count_sent())  # for `codat-commerce fleet status`
         if retry_after and retry_after <= call.settings.retry_policy.max_retry_after:
             self._spawn(self.shared.close_gate(retry_after))
 

@@ -9,6 +9,9 @@ address; ``C`` a company's canonical UUID)::
     {P}:trigger:C       one trigger in flight: a lease (token, TTL)
     {P}:requests:C      requests in flight: sorted set token -> expiry (ms)
     {P}:probe           written by ping() to check that Redis takes writes
+    {P}:pause           present while bulk runs are paused fleet-wide (TTL: the end)
+    {P}:sent:E          hash: requests answered per Redis second (the last minute), and
+                        the ``limit`` they share, for ``codat-commerce fleet status``
 
 The braces are literal: ``{P}`` is a Redis Cluster hash tag, so every key of one account
 lives in one hash slot and any script may touch any of them. The scheme is injective:
@@ -194,6 +197,24 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = redis.call('HMGET', KEYS[1], 'remaining', 'limit', 'reset', 'stated')
 if cur[1] == false then return {-1, -1, -1, now, -1} end
 return {tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3]), now, tonumber(cur[4])}
+"""
+
+
+# Count one answered request in this Redis second; drop seconds older than a minute (once
+# a second, when a new second's field is made). ARGV[1]: the shared requests_per_minute.
+_COUNT_SENT = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local fresh = redis.call('HINCRBY', KEYS[1], sec, 1) == 1
+redis.call('HSET', KEYS[1], 'limit', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 120000)
+if fresh then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    local n = tonumber(f)
+    if n and n < sec - 60 then redis.call('HDEL', KEYS[1], f) end
+  end
+end
+return 1
 """
 
 
@@ -426,6 +447,7 @@ class RedisLimits:
         self._release_lease = _register(redis, _RELEASE_LEASE)
         self._observe = _register(redis, _OBSERVE_QUOTA)
         self._read_quota = _register(redis, _READ_QUOTA)
+        self._count_sent = _register(redis, _COUNT_SENT)
         self._local = LocalLimits(
             self.fallback_requests_per_minute,
             per_company_concurrency=per_company_concurrency,
@@ -606,7 +628,8 @@ class RedisLimits:
     async def trigger_lease(self, company_id: str) -> AsyncIterator[None]:
         """Be the only process triggering this company until the block ends."""
         key = f"{self._tag}:trigger:{company_id}"
-        token = uuid.uuid4().hex
+        # When it was taken (this machine's clock; read by `fleet status` only) + a nonce.
+        token = f"{int(time.time() * 1000)}-{uuid.uuid4().hex}"
         ttl_ms = int(self.lease_ttl * 1000)
 
         def take() -> Awaitable[object]:
@@ -857,6 +880,17 @@ class RedisLimits:
         if waited:
             logger.info("bulk runs resumed fleet-wide")
         return waited
+
+    # -- what `codat-commerce fleet status` reads -----------------------------------------
+
+    async def count_sent(self) -> None:
+        """Count one answered request in the shared per-second tally (``{P}:sent:E``)."""
+        key = f"{self._tag}:sent:{self.egress_key}"
+
+        async def shared() -> None:
+            await self._count_sent(keys=[key], args=[f"{self.requests_per_minute:g}"])
+
+        await self._shared(shared, _nothing)
 
 
 async def _nothing() -> None:
