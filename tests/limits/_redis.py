@@ -122,6 +122,15 @@ class RedisProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def exception_chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and every exception chained to it (``__cause__`` or ``__context__``)."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
 def _read_some(sock: socket.socket) -> bytes:
     data = b""
     while b"PONG" not in data and b"-" not in data[:1]:

@@ -37,7 +37,7 @@ async def main(redis_url, prefix, base_url, api_key, run_id, companies):
     log.addHandler(Say())
     log.setLevel(logging.INFO)
     limits = RedisLimits(redis_url, egress_key="loopback", prefix=prefix,
-                         requests_per_minute=600)
+                         requests_per_minute=240)
     run = uuid.UUID(run_id)
     async with AsyncSyncClient(api_key=api_key, base_url=base_url, limits=limits) as client:
         ids = json.loads(companies)

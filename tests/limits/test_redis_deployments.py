@@ -25,7 +25,7 @@ from codat_commerce_async import (
 )
 from codat_commerce_async.testing import FakeCodat
 
-from ._redis import RedisCluster, TlsRedis, free_port
+from ._redis import RedisCluster, TlsRedis, exception_chain, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # redis-py: asyncio only
 
@@ -165,14 +165,6 @@ async def test_two_clients_sync_each_company_once(deployment, prefix):
 # -- TLS --------------------------------------------------------------------------------
 
 
-def _chain(exc: BaseException | None) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
-
-
 def _everything_said(exc: BaseException) -> str:
     """The error's text, repr, rendered traceback and its frames' locals outside this file."""
     frames = "\n".join(
@@ -201,7 +193,7 @@ async def test_a_certificate_that_does_not_verify_is_one_clear_error_without_the
     with pytest.raises(LimitsUnavailableError, match="TLS certificate did not verify") as caught:
         await shared.acquire()
     await shared.aclose()
-    (only,) = _chain(caught.value)  # nothing chained: redis-py's frames hold the password
+    (only,) = exception_chain(caught.value)  # nothing chained: redis-py's frames hold the password
     assert "ssl_ca_certs" in str(only)  # the fix
     assert tls_redis.server.password not in _everything_said(only)
 
@@ -213,7 +205,7 @@ async def test_a_wrong_password_over_tls_is_nowhere_in_the_error(tls_redis, pref
     with pytest.raises(LimitsUnavailableError) as caught:
         await shared.ping()
     await shared.aclose()
-    (only,) = _chain(caught.value)
+    (only,) = exception_chain(caught.value)
     assert secret not in _everything_said(only)
 
 
@@ -348,7 +340,7 @@ async def test_an_unreachable_cluster_is_one_error_without_the_password(prefix):
     with pytest.raises(LimitsUnavailableError) as caught:
         await shared.ping()
     await shared.aclose()
-    (only,) = _chain(caught.value)
+    (only,) = exception_chain(caught.value)
     assert secret not in _everything_said(only)
 
 

@@ -48,11 +48,11 @@ async def eventually(condition, what: str, guard: float = 60.0) -> None:
 
 
 async def test_a_short_lease_is_kept_by_its_heartbeat(redis_url, prefix, redis):
-    shared = RedisLimits(redis_url, egress_key="nat-1", prefix=prefix, lease_ttl=1.5)
-    other = RedisLimits(redis_url, egress_key="nat-1", prefix=prefix, lease_ttl=1.5)
+    shared = RedisLimits(redis_url, egress_key="nat-1", prefix=prefix, lease_ttl=3.0)
+    other = RedisLimits(redis_url, egress_key="nat-1", prefix=prefix, lease_ttl=3.0)
     async with shared.trigger_lease(COMPANY):
-        for _ in range(3):  # several lease_ttls: the heartbeat (every 0.5 s) keeps it
-            await anyio.sleep(1.5)
+        for _ in range(3):  # several lease_ttls: the heartbeat (every 1 s) keeps it
+            await anyio.sleep(3.0)
             assert await redis.exists(lease_key(prefix))
         with anyio.move_on_after(0.3) as scope:
             async with other.trigger_lease(COMPANY):
@@ -79,7 +79,9 @@ async def test_a_sigstopped_holder_waits_its_turn_after_it_resumes(redis_url, pr
             return not await redis.exists(lease_key(prefix))
 
         await eventually(expired, "the frozen holder's lease expired")
-        other = RedisLimits(redis_url, egress_key="nat-1", prefix=prefix, lease_ttl=1.0)
+        # A long TTL of its own: the holder's turn comes when it lets go, not by a stall
+        # of this test process.
+        other = RedisLimits(redis_url, egress_key="nat-1", prefix=prefix, lease_ttl=30.0)
         async with other.trigger_lease(COMPANY):  # another worker takes the company
             holder.send_signal(signal.SIGCONT)
             holder.stdin.write("go\n")
