@@ -1,7 +1,7 @@
 """Scaling benchmark: worker processes sharing Codat's per-IP limit through one Redis.
 
-    python benchmarks/scaling.py                     # all three scenarios (~4 minutes)
-    python benchmarks/scaling.py --scenarios redis   # redis, redis-kill, local
+    python benchmarks/scaling.py                     # redis, redis-kill, local (~4 minutes)
+    python benchmarks/scaling.py --scenarios celery,celery-kill   # the Celery example
     python benchmarks/scaling.py --companies 400 --limit 200 --window 10   # quicker
 
 The fake Codat runs on a loopback port in this process with a per-IP limit scaled down
@@ -13,6 +13,9 @@ for test time (default 400 requests in any 10 s window, i.e. 2,400 a minute: Cod
 - ``redis-kill``: the same, one worker SIGKILLed a third of the way in; arq hands its
   chunks to the others once they time out, its leases expire, and the idempotency keys
   make the retried triggers replays;
+- ``celery`` / ``celery-kill``: the same with Celery (``examples/celery_fleet.py``: 2
+  workers of 2 prefork processes, Redis broker, ``acks_late``); the kill takes a whole
+  worker (its process group) and its chunks come back after the visibility timeout (15 s);
 - ``local``: no Redis: 4 processes, each with a quarter of the companies and its own
   in-process limit at the same 95% (each believes it owns the IP address).
 
@@ -20,7 +23,7 @@ Printed: 429s, the achieved rate of accepted requests against the limit, the mos
 requests received in any window of the limit's length, syncs per company, failures. A
 benchmark, not a test: it measures and prints, and asserts nothing about time.
 Needs Debian's ``redis-server`` (it starts its own on a free port unless ``--redis-url``)
-and the ``redis``, ``arq`` and ``fake-server`` extras.
+and the ``redis``, ``arq`` and ``fake-server`` extras (``celery`` for its scenarios).
 """
 
 from __future__ import annotations
@@ -158,9 +161,7 @@ def measure(
     )
 
 
-def spawn_workers(
-    count: int, env: dict[str, str], log: Path
-) -> list[subprocess.Popen[bytes]]:
+def spawn_workers(count: int, env: dict[str, str], log: Path) -> list[subprocess.Popen[bytes]]:
     with log.open("ab") as sink:  # each child keeps its own handle
         return [
             subprocess.Popen(
@@ -233,6 +234,69 @@ async def run_fleet(
         fallbacks = log.read_bytes().count(b"using in-process limits")  # noqa: ASYNC240
         print(f"   fallbacks to in-process limits (worker logs, {log}): {fallbacks}", flush=True)
     return sum(not row["ok"] for row in outcome)
+
+
+CELERY_EXAMPLE = REPO / "examples" / "celery_fleet.py"
+
+
+def run_celery(
+    server: FakeCodatServer, ids: Sequence[str], env: dict[str, str], kill_after: int | None
+) -> int:
+    """Celery workers (examples/celery_fleet.py, prefork): WORKERS // 2 workers of two pool
+    processes each. Returns the companies never synced (no result backend: the fake's
+    record is the outcome)."""
+    os.environ.update({k: env[k] for k in ("REDIS_URL", "CODAT_QUEUE")})
+    spec = importlib.util.spec_from_file_location("celery_fleet", CELERY_EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    log = Path(tempfile.mkstemp(prefix="codat-scaling-celery-", suffix=".log")[1])
+    with log.open("ab") as sink:
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(CELERY_EXAMPLE),
+                    "worker",
+                    "--concurrency=2",
+                    f"--hostname=bench{n}@%h",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+                start_new_session=True,  # SIGKILL reaches the pool children too
+            )
+            for n in range(WORKERS // 2)
+        ]
+    fake = server.fake
+    try:
+        example.enqueue(list(ids))
+        if kill_after is not None:
+            while len(fake.requests) < kill_after:
+                time.sleep(0.2)
+            os.killpg(workers[0].pid, signal.SIGKILL)
+            workers[0].wait()
+            print(f"   SIGKILLed celery worker pid {workers[0].pid} and its pool", flush=True)
+        last, quiet = -1, 0.0
+        while fake.syncs_started() < len(ids) and quiet < 120:  # give up after 2 idle min
+            time.sleep(1.0)
+            done = fake.syncs_started()
+            quiet = 0.0 if done != last else quiet + 1.0
+            last = done
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        fallbacks = log.read_bytes().count(b"using in-process limits")
+        print(f"   fallbacks to in-process limits (worker logs, {log}): {fallbacks}", flush=True)
+    return sum(fake.syncs_started(c) == 0 for c in ids)
 
 
 SOLO = """
@@ -310,12 +374,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "CODAT_REQUESTS_PER_MINUTE": f"{rpm:.3f}",
                 "CODAT_JOB_TIMEOUT": "15",
                 "CODAT_LEASE_TTL": "5",
+                "CODAT_VISIBILITY_TIMEOUT": "15",
             }
             example.QUEUE = env["CODAT_QUEUE"]
             print(f"== {scenario}: {len(ids)} companies, {WORKERS} workers", flush=True)
             started = time.monotonic()
             if scenario == "local":
                 failed = run_local(ids, env, rpm)
+            elif scenario.startswith("celery"):
+                kill = len(ids) // 3 if scenario == "celery-kill" else None
+                failed = run_celery(server, ids, env, kill)
             else:
                 kill = len(ids) // 3 if scenario == "redis-kill" else None
                 failed = asyncio.run(run_fleet(example, redis_url, server, ids, env, kill))

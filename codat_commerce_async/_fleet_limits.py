@@ -84,8 +84,10 @@ class FleetLimits(InProcessLimits):
             return
         try:
             self._company_slots[id(call)] = await shared.take_company_slot(company)
+            if not call.op.idempotent:  # a trigger: last, closest to the send
+                await shared.confirm_trigger_lease(company)
         except BaseException:
-            super().release(call)
+            self.release(call)  # the in-flight slot, and the company's if it was taken
             raise
 
     def release(self, call: Call[Any]) -> None:
@@ -99,6 +101,7 @@ class FleetLimits(InProcessLimits):
     ) -> None:
         super().observe(call, status, headers, retry_after)
         self._spawn(self.shared.observe(headers))
+        self._spawn(self.shared.count_sent())  # for `codat-commerce fleet status`
         if retry_after and retry_after <= call.settings.retry_policy.max_retry_after:
             self._spawn(self.shared.close_gate(retry_after))
 
@@ -123,6 +126,26 @@ class FleetLimits(InProcessLimits):
 
     async def quota_decision(self) -> QuotaDecision:
         return await self.shared.quota_decision()
+
+    # -- the fleet-wide pause (webhooks.apply_rate_limit) --------------------------
+
+    def pause_bulk_runs(self, seconds: float | None) -> None:
+        super().pause_bulk_runs(seconds)
+        self._spawn(self.shared.pause_bulk_runs(seconds))  # every process of the account
+
+    def resume_bulk_runs(self) -> None:
+        super().resume_bulk_runs()
+        self._spawn(self.shared.resume_bulk_runs())
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        return super().bulk_runs_paused or self.shared.bulk_runs_paused
+
+    async def wait_unpaused(self) -> None:
+        while True:  # this process's own pause, then the fleet's, until neither holds
+            await super().wait_unpaused()
+            if not await self.shared.wait_unpaused():
+                return
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -9,6 +9,9 @@ address; ``C`` a company's canonical UUID)::
     {P}:trigger:C       one trigger in flight: a lease (token, TTL)
     {P}:requests:C      requests in flight: sorted set token -> expiry (ms)
     {P}:probe           written by ping() to check that Redis takes writes
+    {P}:pause           present while bulk runs are paused fleet-wide (TTL: the end)
+    {P}:sent:E          hash: requests answered per Redis second (the last minute), and
+                        the ``limit`` they share, for ``codat-commerce fleet status``
 
 The braces are literal: ``{P}`` is a Redis Cluster hash tag, so every key of one account
 lives in one hash slot and any script may touch any of them. The scheme is injective:
@@ -39,11 +42,12 @@ import datetime as _dt
 import functools
 import logging
 import math
+import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import sniffio
@@ -63,7 +67,8 @@ from ._quota import (
 from ._ratelimit import validate_rate
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
+    from redis.commands.core import AsyncScript
 
 __all__ = ["RedisLimits"]
 
@@ -198,13 +203,53 @@ return {tonumber(cur[1]), tonumber(cur[2]), tonumber(cur[3]), now, tonumber(cur[
 """
 
 
+# Count one answered request in this Redis second; drop seconds older than a minute (once
+# a second, when a new second's field is made). ARGV[1]: the shared requests_per_minute.
+_COUNT_SENT = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local fresh = redis.call('HINCRBY', KEYS[1], sec, 1) == 1
+redis.call('HSET', KEYS[1], 'limit', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], 120000)
+if fresh then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    local n = tonumber(f)
+    if n and n < sec - 60 then redis.call('HDEL', KEYS[1], f) end
+  end
+end
+return 1
+"""
+
+
 def _redis_errors() -> tuple[type[BaseException], ...]:
     # Every redis-py error, not only the connection ones: a read-only replica
     # (ReadOnlyError), maxmemory with noeviction (OutOfMemoryError) or a key of the
     # wrong type are a Redis that cannot keep the limits, like an unreachable one.
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisClusterException, RedisError
 
-    return (RedisError, OSError)
+    # RedisClusterException (no cluster node reachable, a slot not covered) is not a
+    # RedisError.
+    return (RedisError, RedisClusterException, OSError)
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong with Redis, for a message: the error's type and text, and for a
+    TLS certificate that did not verify, our own words first. The password is in no
+    redis-py message (it is in the connection's settings, never in its text)."""
+    import ssl
+
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or cause.reason or "verification failed"
+            return (
+                f"the Redis server's TLS certificate did not verify ({reason}): give the CA "
+                "that signed it with ssl_ca_certs= (or ?ssl_ca_certs= in the URL)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _from_ms(ms: int) -> _dt.datetime:
@@ -237,6 +282,30 @@ async def _no() -> bool:
     return False
 
 
+def _register(redis: object, script: str) -> AsyncScript:
+    # redis-py types register_script for Redis only; RedisCluster has it as well.
+    client: Any = redis
+    return cast("AsyncScript", client.register_script(script))
+
+
+def _tls_options(url: object, redis: object, ca_file: str | None) -> dict[str, Any]:
+    """``ssl_ca_certs`` for redis-py, checked before any I/O: a readable file, and a
+    ``rediss://`` URL to use it with."""
+    if ca_file is None:
+        return {}
+    if redis is not None:
+        raise ConfigurationError(
+            "ssl_ca_certs= goes with url=; a client passed as redis= brings its own TLS settings"
+        )
+    if not isinstance(url, str) or not url.lower().startswith("rediss://"):
+        raise ConfigurationError("ssl_ca_certs= needs a rediss:// URL (Redis over TLS)")
+    if not isinstance(ca_file, str) or not os.path.isfile(ca_file):
+        raise ConfigurationError(
+            f"ssl_ca_certs must name a readable PEM file (got {_preview(ca_file)})"
+        )
+    return {"ssl_ca_certs": ca_file}
+
+
 def _name(what: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         length = f", {len(value):,} characters" if isinstance(value, str) else ""
@@ -255,19 +324,15 @@ def _tag(prefix: str) -> str:
     return "{" + escaped + "}"
 
 
-def _url_client(factory: type[Redis], url: object) -> Redis | None:
-    """A client for ``url``, or None when redis-py cannot parse it. Nothing of the
-    parser's error is kept: it may quote the password (``Port could not be cast``)."""
+def _url_client(factory: Any, url: object, **options: Any) -> Any:
+    """A client for ``url`` (``factory`` is ``Redis`` or ``RedisCluster``), or None when
+    redis-py cannot parse it. Nothing of the parser's error is kept: it may quote the
+    password (``Port could not be cast``)."""
     try:
         # Short socket timeouts: a hung Redis must not hang Codat calls behind it.
-        client: Redis = factory.from_url(
-            url,  # type: ignore[arg-type]
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-        )
+        return factory.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, **options)
     except Exception:
         return None
-    return client
 
 
 class RedisLimits:
@@ -280,7 +345,11 @@ class RedisLimits:
         async with AsyncSyncClient(api_key=..., limits=limits) as client: ...
 
     Args:
-        url: a ``redis://`` URL (or pass ``redis=``, a ``redis.asyncio.Redis`` you own).
+        url: a ``redis://`` or ``rediss://`` (TLS) URL, or pass ``redis=``, a
+            ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` you own.
+        cluster: ``url`` names a node of a Redis Cluster (the others are discovered).
+        ssl_ca_certs: a PEM file of the CA that signed the server's TLS certificate,
+            when it is not one the system trusts (``rediss://`` only).
         egress_key: names the IP address Codat sees; processes behind one NAT share it.
         requests_per_minute: the shared rate for that IP (Codat allows 1,000; default 900).
         burst: requests that may go back to back after a quiet spell (default 1).
@@ -298,7 +367,7 @@ class RedisLimits:
         url: str | None = None,
         *,
         egress_key: str,
-        redis: Redis | None = None,
+        redis: Redis | RedisCluster | None = None,
         requests_per_minute: float = 900.0,
         burst: int = 1,
         per_company_concurrency: int = 10,
@@ -307,10 +376,13 @@ class RedisLimits:
         prefix: str = "codat",
         fallback_requests_per_minute: float | None = None,
         probe_interval: float = 5.0,
+        cluster: bool = False,
+        ssl_ca_certs: str | None = None,
     ) -> None:
         refuse_non_asyncio()
         try:
             from redis.asyncio import Redis as _Redis
+            from redis.asyncio import RedisCluster as _RedisCluster
         except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
             raise ConfigurationError(
                 "RedisLimits needs redis-py: pip install 'codat-commerce-async[redis]'"
@@ -340,8 +412,9 @@ class RedisLimits:
         self.quota_reserve = validate_reserve(quota_reserve)
         self.fallback_requests_per_minute = fallback if fallback is not None else rate / 4
         self.probe_interval = float(probe_interval)
+        options = _tls_options(url, redis, ssl_ca_certs)
         if redis is None:
-            redis = _url_client(_Redis, url)
+            redis = _url_client(_RedisCluster if cluster else _Redis, url, **options)
             has_password = isinstance(url, str) and "@" in url
             del url  # may carry a password: not in a traceback rendered with locals
             if redis is None:
@@ -355,10 +428,13 @@ class RedisLimits:
                     f"url must be a redis://, rediss:// or unix:// URL (value not shown){hint}"
                 )
             self._owns_redis = True
-        elif not isinstance(redis, _Redis):
-            raise ConfigurationError("redis= must be a redis.asyncio.Redis client")
+        elif not isinstance(redis, (_Redis, _RedisCluster)):
+            raise ConfigurationError(
+                "redis= must be a redis.asyncio.Redis or redis.asyncio.RedisCluster client"
+            )
         else:
             self._owns_redis = False
+        self.cluster = isinstance(redis, _RedisCluster)
         self.redis = redis
         self._interval_us = 60_000_000.0 / rate
         self._tolerance_us = self._interval_us * (burst - 1)
@@ -366,14 +442,15 @@ class RedisLimits:
         self._rate_key = f"{self._tag}:rate:{egress_key}"
         self._gate_key = f"{self._tag}:gate:{egress_key}"
         self._quota_key = f"{self._tag}:quota"
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._close_gate = redis.register_script(_CLOSE_GATE)
-        self._gate_left = redis.register_script(_GATE_LEFT)
-        self._take_slot = redis.register_script(_TAKE_SLOT)
-        self._refresh = redis.register_script(_REFRESH)
-        self._release_lease = redis.register_script(_RELEASE_LEASE)
-        self._observe = redis.register_script(_OBSERVE_QUOTA)
-        self._read_quota = redis.register_script(_READ_QUOTA)
+        self._acquire = _register(redis, _ACQUIRE)
+        self._close_gate = _register(redis, _CLOSE_GATE)
+        self._gate_left = _register(redis, _GATE_LEFT)
+        self._take_slot = _register(redis, _TAKE_SLOT)
+        self._refresh = _register(redis, _REFRESH)
+        self._release_lease = _register(redis, _RELEASE_LEASE)
+        self._observe = _register(redis, _OBSERVE_QUOTA)
+        self._read_quota = _register(redis, _READ_QUOTA)
+        self._count_sent = _register(redis, _COUNT_SENT)
         self._local = LocalLimits(
             self.fallback_requests_per_minute,
             per_company_concurrency=per_company_concurrency,
@@ -384,6 +461,9 @@ class RedisLimits:
         self._retry_at = 0.0
         self._held: dict[str, tuple[str, str]] = {}  # token -> (key, "slot" | "lease")
         self._heartbeat: Any = None  # asyncio.Task refreshing the held leases
+        self._triggering: dict[str, str] = {}  # trigger lease key -> our token
+        self._pause_read_at = -math.inf  # the fleet-wide pause, as last read
+        self._pause_left = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -430,7 +510,7 @@ class RedisLimits:
         try:
             return await shared()
         except _redis_errors() as exc:
-            failure = f"{type(exc).__name__}: {exc}"
+            failure = _describe(exc)
         if self._down_since is None:
             logger.warning(
                 "Redis unavailable (%s): using in-process limits at %g requests a minute "
@@ -449,7 +529,7 @@ class RedisLimits:
         try:
             await self._write_probe()
         except _redis_errors() as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return _describe(exc)
         return None
 
     async def _write_probe(self) -> None:
@@ -558,7 +638,8 @@ class RedisLimits:
     async def trigger_lease(self, company_id: str) -> AsyncIterator[None]:
         """Be the only process triggering this company until the block ends."""
         key = f"{self._tag}:trigger:{company_id}"
-        token = uuid.uuid4().hex
+        # When it was taken (this machine's clock; read by `fleet status` only) + a nonce.
+        token = f"{int(time.time() * 1000)}-{uuid.uuid4().hex}"
         ttl_ms = int(self.lease_ttl * 1000)
 
         def take() -> Awaitable[object]:
@@ -566,9 +647,12 @@ class RedisLimits:
 
         if await self._shared(functools.partial(_until, take), _no):
             self._hold(token, key, "lease")
+            self._triggering[key] = token
             try:
                 yield
             finally:
+                if self._triggering.get(key) == token:
+                    del self._triggering[key]
                 await self._let_go(token, key, "lease")
         else:
             async with self._local.trigger_lease(company_id):
@@ -624,7 +708,15 @@ class RedisLimits:
         event loop uses them). A client calls this when it closes; connections another
         client sharing these limits is using are left alone."""
         with contextlib.suppress(*_redis_errors()):
-            await self.redis.connection_pool.disconnect(inuse_connections=False)
+            if self.cluster:
+                # A cluster client keeps a pool per node and cannot tell idle ones apart:
+                # it reconnects on next use whatever is dropped.
+                cluster: Any = self.redis
+                for node in cluster.get_nodes():
+                    await node.disconnect()
+            else:
+                single: Any = self.redis
+                await single.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
         """Stop refreshing leases and close the Redis connection (if this object made it)."""
@@ -670,3 +762,154 @@ class RedisLimits:
         while self._held:
             await anyio.sleep(self.lease_ttl / 3)
             await self.refresh_leases()
+
+    # -- confirming a trigger lease right before the trigger is sent ---------------------
+
+    async def confirm_trigger_lease(self, company_id: str) -> None:
+        """Right before a trigger of ``company_id`` goes on the wire: make sure this
+        process still holds the company's trigger lease (extending it to a full
+        ``lease_ttl``), or wait to take it again.
+
+        The heartbeat keeps a lease while the process runs; a process frozen (SIGSTOP, a
+        paused VM, a long GC) for over ``lease_ttl`` loses it, and another may have
+        taken it and be triggering the company. Without this check the frozen process
+        would send its trigger as soon as it runs again; with it, it waits its turn.
+        What is left is the send itself: a process frozen between this check and its
+        request reaching Codat for over ``lease_ttl`` can still overlap another's trigger
+        (the same idempotency key then makes the second a replay).
+        """
+        key = f"{self._tag}:trigger:{company_id}"
+        token = self._triggering.get(key)
+        if token is None:
+            return  # not inside trigger_lease (an interactive call): nothing to confirm
+        ttl_ms = int(self.lease_ttl * 1000)
+
+        async def refresh() -> int:
+            return int(await self._refresh(keys=[key], args=[token, ttl_ms, "lease"]))
+
+        if await self._shared(refresh, _one):
+            return
+        logger.warning(
+            "the trigger lease of company %s expired while this process was stalled "
+            "(over lease_ttl=%g s); waiting for it before triggering",
+            company_id,
+            self.lease_ttl,
+        )
+
+        def take() -> Awaitable[object]:
+            return self.redis.set(key, token, nx=True, px=ttl_ms)
+
+        await self._shared(functools.partial(_until, take), _no)
+
+    # -- the fleet-wide pause (Codat's daily-quota webhooks) ------------------------------
+    #
+    # One key per account, ``{P}:pause``, present while bulk runs are paused; its TTL is
+    # the pause's end. Every process reads it before a bulk run takes a company, at most
+    # every PAUSE_POLL seconds, so a pause (or its end) reaches the whole fleet within
+    # PAUSE_POLL plus a round trip, and a restarted worker starts paused.
+
+    PAUSE_POLL = 0.5
+    """Seconds between two reads of the shared pause by one process."""
+
+    PAUSE_AT_MOST = 25 * 3600.0
+    """A pause without an end lasts until resumed or this long (the daily quota resets at
+    00:00 UTC, so a lost ``client.rateLimit.reset`` must not hold a fleet forever)."""
+
+    @property
+    def _pause_key(self) -> str:
+        return f"{self._tag}:pause"
+
+    async def pause_bulk_runs(self, seconds: float | None) -> None:
+        """Pause every process's bulk runs for ``seconds`` (None: until
+        :meth:`resume_bulk_runs`, at most :attr:`PAUSE_AT_MOST`)."""
+        ttl = self.PAUSE_AT_MOST if seconds is None else min(seconds, self.PAUSE_AT_MOST)
+
+        async def shared() -> None:
+            if ttl > 0:
+                await self.redis.set(self._pause_key, "1", px=max(1, int(ttl * 1000)))
+            else:
+                await self.redis.delete(self._pause_key)
+
+        await self._shared(shared, _nothing)
+        self._pause_read_at = -math.inf  # read it afresh
+
+    async def resume_bulk_runs(self) -> None:
+        """End the fleet-wide pause now (every process sees it within :attr:`PAUSE_POLL`)."""
+
+        async def shared() -> None:
+            await self.redis.delete(self._pause_key)
+
+        await self._shared(shared, _nothing)
+        self._pause_read_at = -math.inf
+
+    async def bulk_pause_left(self) -> float:
+        """Seconds the fleet-wide pause lasts (0: not paused), read from Redis now."""
+
+        async def shared() -> float:
+            ms = int(await self.redis.pttl(self._pause_key))
+            if ms == -1:  # set by hand without a TTL: paused until resumed
+                return math.inf
+            return max(0.0, ms / 1000)
+
+        async def local() -> float:
+            return 0.0  # Redis down: only this process's own pause holds
+
+        left = await self._shared(shared, local)
+        self._pause_read_at = time.monotonic()
+        self._pause_left = left
+        return left
+
+    @property
+    def bulk_runs_paused(self) -> bool:
+        """True if the fleet-wide pause held at the last read (at most
+        :attr:`PAUSE_POLL` ago while bulk runs go on)."""
+        elapsed = time.monotonic() - self._pause_read_at
+        return self._pause_left > elapsed
+
+    async def wait_unpaused(self) -> bool:
+        """Return once the fleet-wide pause is over (at once when there is none);
+        True if it waited. Reads Redis at most every :attr:`PAUSE_POLL` seconds."""
+        waited = False
+        while True:
+            elapsed = time.monotonic() - self._pause_read_at
+            if elapsed >= self.PAUSE_POLL:
+                try:
+                    left = await self.bulk_pause_left()
+                except LimitsUnavailableError:
+                    # Redis never took a write: the company's own calls say so, each in
+                    # its result, as without the pause.
+                    left = 0.0
+            else:
+                left = max(0.0, self._pause_left - elapsed)
+            if left <= 0:
+                break
+            if not waited:
+                logger.info("bulk runs paused fleet-wide (%s)", _pause_for(left))
+                waited = True
+            await anyio.sleep(min(left, self.PAUSE_POLL))
+        if waited:
+            logger.info("bulk runs resumed fleet-wide")
+        return waited
+
+    # -- what `codat-commerce fleet status` reads -----------------------------------------
+
+    async def count_sent(self) -> None:
+        """Count one answered request in the shared per-second tally (``{P}:sent:E``)."""
+        key = f"{self._tag}:sent:{self.egress_key}"
+
+        async def shared() -> None:
+            await self._count_sent(keys=[key], args=[f"{self.requests_per_minute:g}"])
+
+        await self._shared(shared, _nothing)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _one() -> int:
+    return 1
+
+
+def _pause_for(seconds: float) -> str:
+    return "until resumed" if math.isinf(seconds) else f"{seconds:.0f} s left"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -158,6 +159,37 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _poll_options(bulk, max_default=None)
     bulk.set_defaults(handler=_lazy("_bulkfile", "run"))
+
+    fleet = commands.add_parser("fleet", help="see a fleet sharing one RedisLimits")
+    fleet_actions = fleet.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fleet_status = fleet_actions.add_parser(
+        "status",
+        parents=[common],
+        help="the shared rate, the 429 gate, leases, the daily quota and the bulk pause",
+        description="Read what the workers sharing one RedisLimits are doing, from Redis, "
+        "with reads only: the shared rate (requests answered in the last minute vs the "
+        "limit, per egress key), the 429 gate, trigger leases held (count, oldest), "
+        "requests in flight, the daily quota learnt and whether bulk runs are paused.",
+    )
+    fleet_status.add_argument(
+        "--redis-url",
+        default=os.environ.get("CODAT_REDIS_URL"),
+        required="CODAT_REDIS_URL" not in os.environ,
+        metavar="URL",
+        help="the fleet's Redis, as given to RedisLimits (default: CODAT_REDIS_URL)",
+    )
+    fleet_status.add_argument(
+        "--prefix",
+        default="codat",
+        help="RedisLimits' prefix, one per account (default: %(default)s)",
+    )
+    fleet_status.add_argument(
+        "--cluster", action="store_true", help="the URL names a node of a Redis Cluster"
+    )
+    fleet_status.add_argument(
+        "--watch", action="store_true", help="a live view refreshed once a second (Ctrl-C stops)"
+    )
+    fleet_status.set_defaults(handler=_lazy("_fleet", "status"))
 
     fake = commands.add_parser(
         "fake-server",

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from ._redis import ENV_URL, RedisProcess, in_ci
+from ._redis import ENV_URL, RedisCluster, RedisProcess, TlsRedis, in_ci
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +55,24 @@ async def redis(redis_url: str) -> AsyncIterator[object]:
         pytest.fail(f"Redis at {redis_url} does not answer: {exc}")
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def tls_redis() -> Iterator[TlsRedis]:
+    """A redis-server speaking only TLS, its certificate signed by a CA of the test's own
+    (``trustme``), with a password."""
+    server = TlsRedis().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real three-node Redis Cluster (no replicas) on free loopback ports."""
+    cluster = RedisCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()

@@ -20,7 +20,7 @@ import pytest
 
 from codat_commerce_async import ConfigurationError, LimitsUnavailableError, RedisLimits
 
-from ._redis import free_port
+from ._redis import exception_chain, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # redis-py: asyncio only
 
@@ -373,21 +373,13 @@ def _frames_outside_this_file(exc: BaseException) -> str:
     )
 
 
-def _chain(exc: BaseException | None) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
-
-
 @pytest.mark.parametrize("delimiter", ["/", "#", "?"])
 def test_a_password_that_breaks_the_url_is_nowhere_in_the_error(delimiter):
     # The parser stops at the delimiter and its message quotes what came before it.
     head, tail = "hunter2head", "tail7"
     with pytest.raises(ConfigurationError, match="percent-encode") as caught:
         RedisLimits(f"redis://:{head}{delimiter}{tail}@cache:6379/0", egress_key="nat-1")
-    (only,) = _chain(caught.value)  # no __cause__, no __context__
+    (only,) = exception_chain(caught.value)  # no __cause__, no __context__
     for text in (str(only), repr(only), _frames_outside_this_file(only)):
         assert head not in text and tail not in text
 
@@ -399,7 +391,7 @@ async def test_a_wrong_password_is_nowhere_in_the_error_or_its_frames(redis_url,
     with pytest.raises(LimitsUnavailableError) as caught:
         await shared.acquire()
     await shared.aclose()
-    (only,) = _chain(caught.value)
+    (only,) = exception_chain(caught.value)
     for text in (str(only), repr(only), _frames_outside_this_file(only)):
         assert secret not in text
 
