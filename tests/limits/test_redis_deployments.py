@@ -40,7 +40,12 @@ class Deployment:
 
     def limits(self, prefix: str, **kwargs: Any) -> RedisLimits:
         kwargs.setdefault("egress_key", "nat-1")
-        return RedisLimits(self.url, prefix=prefix, **self.options, **kwargs)
+        # The SDK's 2 s socket timeouts are for production; on a loaded CI machine a TLS
+        # handshake can take longer, and these tests count fallbacks, so allow for it
+        # (redis-py takes URL options over the SDK's).
+        joiner = "&" if "?" in self.url else "?"
+        url = f"{self.url}{joiner}socket_connect_timeout=30&socket_timeout=30"
+        return RedisLimits(url, prefix=prefix, **self.options, **kwargs)
 
 
 @pytest.fixture(params=["plain", "tls", "cluster"])
