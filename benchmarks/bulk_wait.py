@@ -179,7 +179,7 @@ def ready_spans(
     return union
 
 
-def run_one(scenario: str, n: int) -> dict[str, object]:
+def run_one(scenario: str, n: int, seed: int = 7) -> dict[str, object]:
     """One scenario in this process (the child)."""
     import anyio
 
@@ -193,7 +193,7 @@ def run_one(scenario: str, n: int) -> dict[str, object]:
         rate_limits=RateLimits(requests_per_ip=1000, ip_window=60),
     )
     companies = [str(uuid.uuid4()) for _ in range(n)]
-    for company, seconds in zip(companies, durations(scenario, n), strict=True):
+    for company, seconds in zip(companies, durations(scenario, n, seed), strict=True):
         fake.set_outcome(company, 2000, duration=seconds)
     confirmed_at: dict[str, float] = {}
     confirmed = 0
@@ -291,10 +291,11 @@ def main() -> None:
     parser.add_argument("--companies", default="2000,10000", help="comma-separated N values")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=", ".join(SCENARIOS))
     parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    parser.add_argument("--seed", type=int, default=7, help="the durations' draw (default 7)")
     parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child[0], int(args.child[1]))))
+        print(json.dumps(run_one(args.child[0], int(args.child[1]), args.seed)))
         return
     header = (
         "| companies | durations | requests/sync | makespan | clairvoyant | ratio | rate used "
@@ -307,7 +308,7 @@ def main() -> None:
     for n in (int(v) for v in args.companies.split(",")):
         for scenario in args.scenarios.split(","):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", scenario, str(n)],
+                [sys.executable, __file__, "--child", scenario, str(n), "--seed", str(args.seed)],
                 capture_output=True,
                 text=True,
                 check=False,
