@@ -8,14 +8,21 @@ Each scenario runs in a child process (so its peak RSS is its own): an in-proces
 ``FakeCodat`` with ``RateLimits(requests_per_ip=1000, ip_window=60)`` and per-company sync
 durations, a ``ManualClock`` in autojump mode, and ``request_sync_many(ids, wait=True)``
 with every other argument at its default, through the public API only (it runs unchanged
-against older versions of the SDK). Printed per scenario:
+against older versions of the SDK). The one exception is the "ready" measure: to know when
+a poll's planned time came, it records each poll the schedule hands out
+(``PollSchedule.pop_due``, a private seam); against a version without it that column is
+"-". Printed per scenario:
 
 - requests per confirmed sync (every request the fake received / syncs seen finished);
 - makespan, and the clairvoyant schedule at the same 900/min: every trigger first, one
   request slot each, then one poll per company at the later of its sync's end and the next
   free slot; their ratio;
-- rate used: requests a minute over the makespan, and the lowest of any full minute that
-  had work queued throughout (a trigger not yet sent, or a sync ended but not confirmed);
+- rate used: requests a minute over the makespan; the lowest share of the pace in any
+  full minute that had *work ready* throughout (a trigger not yet sent, or a poll whose
+  planned time had come but which had not been sent), with the number of such minutes;
+  and, as before, the lowest in any full minute with a sync ended but not yet confirmed
+  (this one also counts minutes where the schedule waits on purpose for a poll it placed
+  later);
 - the lag between a sync's end and its result (p50, p95; the clairvoyant's p95 beside it);
 - peak RSS of the child process (the fake's own records included) and real seconds.
 
@@ -25,6 +32,7 @@ A benchmark, not a test: it measures and prints, and asserts nothing.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import random
@@ -34,6 +42,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 RATE = 900.0  # the bulk default, requests a minute
 SCENARIOS: dict[str, str] = {
@@ -90,7 +99,87 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def run_one(scenario: str, n: int) -> dict[str, object]:
+def watch_planned_polls() -> list[tuple[float, str]] | None:
+    """Record (time a poll was ready, company) for each poll the schedule hands out: the
+    later of its planned time and when it was planned (a refit may re-plan a poll into
+    the past; it was not ready before). None when this SDK has no poll schedule."""
+    try:
+        from codat_commerce_async._schedule import PollSchedule
+    except ImportError:
+        return None
+    ready: list[tuple[float, str]] = []
+    planned_at: dict[int, float] = {}
+    clock = {"now": 0.0, "replanned": 0.0}
+    cls: Any = PollSchedule
+    add, running, finished, changed, pop_due = (
+        cls.add,
+        cls.running,
+        cls.finished,
+        cls._changed,
+        cls.pop_due,
+    )
+
+    def add_(self: Any, entry: Any, now: float, **kw: Any) -> None:
+        clock["now"] = planned_at[id(entry)] = now
+        add(self, entry, now, **kw)
+
+    def running_(self: Any, entry: Any, now: float, status: Any) -> bool:
+        clock["now"] = planned_at[id(entry)] = now
+        return bool(running(self, entry, now, status))
+
+    def finished_(self: Any, entry: Any, now: float) -> None:
+        clock["now"] = now
+        planned_at.pop(id(entry), None)
+        finished(self, entry, now)
+
+    def changed_(self: Any) -> None:
+        plan = self.plan
+        changed(self)
+        if self.plan is not plan:  # every waiting poll was re-planned
+            clock["replanned"] = clock["now"]
+
+    def pop_due_(self: Any, now: float) -> Any:
+        entry = pop_due(self, now)
+        if entry is not None:
+            since = max(planned_at.get(id(entry), 0.0), clock["replanned"])
+            ready.append((max(entry.due, since), entry.base.company_id))
+        return entry
+
+    cls.add, cls.running, cls.finished, cls._changed, cls.pop_due = (
+        add_,
+        running_,
+        finished_,
+        changed_,
+        pop_due_,
+    )
+    return ready
+
+
+def ready_spans(
+    planned: list[tuple[float, str]], records: list[object], start: float
+) -> list[tuple[float, float]]:
+    """The union of [planned time, sent) over every poll: times with a poll ready to go."""
+    sent: dict[str, list[float]] = {}
+    for record in records:
+        if record.method == "GET" and record.company_id is not None:  # type: ignore[attr-defined]
+            sent.setdefault(record.company_id, []).append(record.received_at)  # type: ignore[attr-defined]
+    spans = []
+    for due, company in planned:
+        times = sent.get(company, [])
+        k = bisect.bisect_left(times, due)
+        if k < len(times) and times[k] > due:
+            spans.append((due - start, times[k] - start))
+    spans.sort()
+    union: list[tuple[float, float]] = []
+    for a, b in spans:
+        if union and a <= union[-1][1]:
+            union[-1] = (union[-1][0], max(union[-1][1], b))
+        else:
+            union.append((a, b))
+    return union
+
+
+def run_one(scenario: str, n: int, seed: int = 7) -> dict[str, object]:
     """One scenario in this process (the child)."""
     import anyio
 
@@ -104,10 +193,11 @@ def run_one(scenario: str, n: int) -> dict[str, object]:
         rate_limits=RateLimits(requests_per_ip=1000, ip_window=60),
     )
     companies = [str(uuid.uuid4()) for _ in range(n)]
-    for company, seconds in zip(companies, durations(scenario, n), strict=True):
+    for company, seconds in zip(companies, durations(scenario, n, seed), strict=True):
         fake.set_outcome(company, 2000, duration=seconds)
     confirmed_at: dict[str, float] = {}
     confirmed = 0
+    planned = watch_planned_polls()
     started = time.perf_counter()
 
     async def main() -> None:
@@ -162,6 +252,18 @@ def run_one(scenario: str, n: int) -> dict[str, object]:
 
     full = [m for m in per_minute if (m + 1) * 60 <= makespan]
     busy_rates = [per_minute[m] / RATE for m in full if busy(m)]
+    ready_rates = None
+    if planned is not None:
+        ready = ready_spans(planned, records, start)
+
+        def ready_throughout(minute: int) -> bool:
+            lo, hi = minute * 60.0, minute * 60.0 + 60.0
+            if hi <= last_trigger - start:
+                return True
+            lo = max(lo, last_trigger - start)
+            return any(a <= lo and b >= hi for a, b in ready)
+
+        ready_rates = [per_minute[m] / RATE for m in full if ready_throughout(m)]
     return {
         "scenario": scenario,
         "companies": n,
@@ -171,6 +273,8 @@ def run_one(scenario: str, n: int) -> dict[str, object]:
         "clairvoyant_min": round(ideal / 60, 2),
         "ratio": round(makespan / ideal, 3),
         "rate_used_per_min": round(len(records) / (makespan / 60), 1),
+        "ready_minutes": None if ready_rates is None else len(ready_rates),
+        "lowest_ready_minute_share": round(min(ready_rates), 3) if ready_rates else None,
         "busy_minutes": len(busy_rates),
         "lowest_busy_minute_share": round(min(busy_rates), 3) if busy_rates else None,
         "lag_p50_s": round(quantile(lags, 0.5), 1),
@@ -187,22 +291,24 @@ def main() -> None:
     parser.add_argument("--companies", default="2000,10000", help="comma-separated N values")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=", ".join(SCENARIOS))
     parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    parser.add_argument("--seed", type=int, default=7, help="the durations' draw (default 7)")
     parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child[0], int(args.child[1]))))
+        print(json.dumps(run_one(args.child[0], int(args.child[1]), args.seed)))
         return
     header = (
         "| companies | durations | requests/sync | makespan | clairvoyant | ratio | rate used "
-        "| lowest busy minute | lag p50 / p95 | clairvoyant lag p95 | peak RSS | real |"
+        "| lowest ready minute (minutes) | lowest busy minute | lag p50 / p95 "
+        "| clairvoyant lag p95 | peak RSS | real |"
     )
     if not args.json:
         print(header)
-        print("|" + "---|" * 12)
+        print("|" + "---|" * 13)
     for n in (int(v) for v in args.companies.split(",")):
         for scenario in args.scenarios.split(","):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", scenario, str(n)],
+                [sys.executable, __file__, "--child", scenario, str(n), "--seed", str(args.seed)],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -215,11 +321,13 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 continue
             share = row["lowest_busy_minute_share"]
+            ready = row["lowest_ready_minute_share"]
+            ready_cell = "-" if ready is None else f"{ready:.2f} ({row['ready_minutes']})"
             print(
                 f"| {n:,} | {SCENARIOS[scenario]} | {row['requests_per_confirmed_sync']:.2f} "
                 f"| {row['makespan_min']} min | {row['clairvoyant_min']} min | {row['ratio']:.2f}x "
                 f"| {row['rate_used_per_min']:.0f}/min "
-                f"| {'-' if share is None else f'{share:.2f}'} "
+                f"| {ready_cell} | {'-' if share is None else f'{share:.2f}'} "
                 f"| {row['lag_p50_s']:.0f} / {row['lag_p95_s']:.0f} s "
                 f"| {row['clairvoyant_lag_p95_s']:.0f} s | {row['peak_rss_mb']:.0f} MB "
                 f"| {row['real_s']:.0f} s |",

@@ -13,6 +13,13 @@ phase; the first ones from ``poll_interval``, the others from the estimate's 5%
 quantile on), so the run sees syncs running and finished
 within narrow brackets even when the plan would poll everyone after the end.
 
+Probes: beyond the oldest age at which the run has seen a sync running (its frontier)
+the estimate is only the prior's guess, so a plan step from there can overshoot where
+the longest syncs end (everyone seen running at 840 s polled next at 1,182 s when all
+end by 900 s). The first :data:`SCOUTS` syncs at the frontier whose plan steps further
+than one rung of the scouts' ladder past it poll at that rung instead, one set of
+probes per rung, and the plan is refitted as soon as a probe answers.
+
 The user's bounds: no two polls of a sync closer than ``poll_interval``, none further
 apart than ``max_poll_interval`` (None: the plan decides), and a wait that outlives
 ``timeout`` ends with the last status seen.
@@ -58,6 +65,7 @@ class Waiting:
         "origin",
         "packed",
         "polled",
+        "probe",
         "scout",
         "sync_id",
     )
@@ -92,6 +100,8 @@ class Waiting:
         """A scout's ladder phase in [0, 1) (-1: not a scout)."""
         self.first = False
         """One of the run's first scouts: its ladder starts at ``poll_interval``."""
+        self.probe = -1
+        """The frontier rung this sync's next poll probes (-1: none)."""
 
     @staticmethod
     def pack(raw: bytes) -> bytes:
@@ -120,6 +130,11 @@ class PollSchedule:
         self._changes = 0
         self._fitted_on = 0
         self._added = 0
+        #: The oldest age at which any sync of the run was seen running: beyond it the
+        #: estimate is only the prior's guess.
+        self.frontier = 0.0
+        self._probes: dict[int, int] = {}
+        self._probe_seen = False
         #: Polls sent so far and syncs seen finished (for the run's progress).
         self.polls = 0
         self.confirmed = 0
@@ -160,7 +175,9 @@ class PollSchedule:
         if entry.observed and entry.low > 0:
             self.estimate.remove(entry.low, None)
         entry.low, entry.observed, entry.polled, entry.last = age, True, now, status
+        self.frontier = max(self.frontier, age)
         self.estimate.add(age, None)
+        self._probed(entry)
         self._changed()
         if entry.deadline is not None and now >= entry.deadline:
             return False
@@ -176,6 +193,7 @@ class PollSchedule:
             if entry.low > 0:
                 self.estimate.remove(entry.low, None)
             self.estimate.add(entry.low, now - entry.origin)
+            self._probed(entry)
             self._changed()
 
     def failed(self, entry: Waiting) -> None:
@@ -192,6 +210,8 @@ class PollSchedule:
             start = max(age, self.min_gap if entry.first else self.plan.low, self.min_gap)
             rung = math.floor(math.log(start / self.min_gap, _LADDER) - entry.scout + 1e-9)
             after = min(after, self.min_gap * _LADDER ** (rung + 1 + entry.scout))
+        elif age > 0 and age * _LADDER >= self.frontier:
+            after = min(after, self._probe(entry, after))
         due = max(entry.origin + after, entry.polled + self.min_gap)
         if self.max_gap is not None:
             due = min(due, entry.polled + self.max_gap)
@@ -199,14 +219,37 @@ class PollSchedule:
             due = min(due, max(entry.deadline, entry.polled + self.min_gap))
         return due
 
+    def _probe(self, entry: Waiting, after: float) -> float:
+        """For a sync at the frontier whose plan steps past the scouts' ladder there:
+        the first :data:`SCOUTS` such syncs per rung of the ladder poll one rung past the
+        frontier instead, so the run learns where its longest syncs end."""
+        rung = math.floor(math.log(max(self.frontier, self.min_gap) / self.min_gap, _LADDER))
+        target = self.min_gap * _LADDER ** (rung + 1)
+        if after <= target:
+            return after
+        if entry.probe != rung:
+            if self._probes.get(rung, 0) >= SCOUTS:
+                return after
+            self._probes[rung] = self._probes.get(rung, 0) + 1
+            entry.probe = rung
+        return target
+
+    def _probed(self, entry: Waiting) -> None:
+        if entry.probe >= 0:
+            entry.probe = -1
+            self._probe_seen = True
+
     def _push(self, entry: Waiting) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (entry.due, self._seq, entry))
 
     def _changed(self) -> None:
         self._changes += 1
-        if self._changes - self._fitted_on < max(1.0, _REFIT_SHARE * self._fitted_on):
+        if not self._probe_seen and (
+            self._changes - self._fitted_on < max(1.0, _REFIT_SHARE * self._fitted_on)
+        ):
             return
+        self._probe_seen = False
         self._fitted_on = self._changes
         plan = self.estimate.plan()
         if plan.same_as(self.plan):

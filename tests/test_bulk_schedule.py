@@ -279,3 +279,21 @@ def test_fake_durations_are_drawn_per_company() -> None:
 
     anyio.run(main)
     assert {s.company_id: s.duration for s in fake.syncs} == table
+
+
+@pytest.mark.anyio
+async def test_the_longest_syncs_are_confirmed_within_a_ladder_step_of_their_end() -> None:
+    # Every sync seen running at the oldest age the run knows used to be polled next
+    # where the prior guessed (840 s -> 1,182 s for syncs that all end by 900 s); a few
+    # probes one 20% rung past that age find where the durations end.
+    clock = virtual_clock()
+    draw = random.Random(3)
+    fake = FakeCodat(
+        clock=clock, sleep=clock.sleep, sync_durations=lambda company: draw.uniform(60, 900)
+    )
+    async with fake_client(fake, clock) as client:
+        run = client.sync.request_sync_many(ids(600), wait=True)
+        seen = await run_and_time(client, clock, run)
+    last_end = max(s.started_at + s.duration for s in fake.syncs)
+    longest = max(s.duration for s in fake.syncs)
+    assert max(at for at, _ in seen) - last_end <= 0.2 * longest
