@@ -316,6 +316,26 @@ def _name(what: str, value: str) -> str:
     return value
 
 
+async def _settle_replaced_nodes() -> None:
+    """Wait for redis-py's cluster client to finish disconnecting the nodes it replaced.
+
+    When it learns the cluster's layout it disconnects the node objects it replaces in
+    tasks it keeps no reference to (``NodesManager.set_nodes``); one collected before it
+    ran leaves its socket open (a ``ResourceWarning``). Awaiting them closes the sockets."""
+    import asyncio
+
+    current = asyncio.current_task()
+    pending = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not current
+        and not task.done()
+        and getattr(task.get_coro(), "__qualname__", "") == "ClusterNode.disconnect"
+    ]
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 def _tag(prefix: str) -> str:
     """The hash tag of one account's keys: ``{prefix}``, with ``%``, ``{`` and ``}``
     percent-escaped (validation already refuses them) so the tag always ends at its own
@@ -507,6 +527,8 @@ class RedisLimits:
                     f"cannot use Redis for the shared Codat limits ({failure}); nothing was sent"
                 )
             self._reached = True
+            if self.cluster:
+                await _settle_replaced_nodes()
         try:
             return await shared()
         except _redis_errors() as exc:
@@ -714,6 +736,7 @@ class RedisLimits:
                 cluster: Any = self.redis
                 for node in cluster.get_nodes():
                     await node.disconnect()
+                await _settle_replaced_nodes()
             else:
                 single: Any = self.redis
                 await single.connection_pool.disconnect(inuse_connections=False)
@@ -727,6 +750,8 @@ class RedisLimits:
             self._heartbeat = None
         if self._owns_redis:
             await self.redis.aclose()
+        if self.cluster:
+            await _settle_replaced_nodes()
 
     # -- leases -----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ the session. Counted, never timed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -354,3 +355,24 @@ def test_a_cluster_client_is_accepted():
 
     shared = RedisLimits(redis=Cluster(host="127.0.0.1", port=1), egress_key="nat-1")
     assert shared.cluster
+
+
+def _pending_node_disconnects() -> list[asyncio.Task[Any]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if not task.done()
+        and getattr(task.get_coro(), "__qualname__", "") == "ClusterNode.disconnect"
+    ]
+
+
+async def test_no_replaced_cluster_node_is_left_to_leak_its_socket(redis_cluster, prefix):
+    # A guard, not a reproduction: redis-py disconnects the node objects it replaces in
+    # tasks it keeps no reference to; one collected (or cancelled at loop shutdown) before
+    # it finishes leaves an open socket, a ResourceWarning in whatever test runs next.
+    shared = RedisLimits(redis_cluster.url, cluster=True, egress_key="nat-1", prefix=prefix)
+    await shared.ping()
+    assert not _pending_node_disconnects()
+    assert await shared.acquire(max_wait=0)
+    await shared.aclose()
+    assert not _pending_node_disconnects()
